@@ -1,0 +1,50 @@
+"""eLife backend: mobile top-ups for Mongolian numbers, paid with WeChat Pay."""
+from pathlib import Path
+
+from flask import Flask, request
+
+from . import cli, database, errors, extensions, logs
+from .api import admin, auth, health, orders, payment
+from .config import REPO_ROOT, load_settings
+
+
+def create_app(config=None):
+    """Build the service. `config` is a dict of settings that win over the environment."""
+    settings = load_settings(config).validate()
+
+    app = Flask(__name__)
+    app.config.update(
+        SETTINGS=settings,
+        SECRET_KEY=settings.SECRET_KEY,
+        SQLALCHEMY_DATABASE_URI=settings.DATABASE_URL,
+        SQLALCHEMY_ENGINE_OPTIONS=database.engine_options(
+            settings.DATABASE_URL, settings.DB_CONNECT_TIMEOUT, settings.DB_POOL_RECYCLE),
+        MAX_CONTENT_LENGTH=settings.MAX_BODY_BYTES,
+    )
+    if settings.DATABASE_URL.startswith("sqlite:///"):
+        Path(settings.DATABASE_URL[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+
+    extensions.db.init_app(app)
+    extensions.migrate.init_app(app, extensions.db, directory=str(REPO_ROOT / "migrations"))
+    with app.app_context():
+        database.install_sqlite_pragmas(extensions.db.engine)
+
+    logs.setup_logging(settings.LOG_LEVEL, settings.LOG_DIR)
+
+    for bp in (health.bp, auth.bp, orders.bp, payment.bp, admin.bp):
+        app.register_blueprint(bp)
+
+    errors.register_error_handlers(app)
+    app.before_request(_reject_oversized_body)
+    cli.register(app)
+
+    with app.app_context():
+        database.wait_for_database(settings)
+    return app
+
+
+def _reject_oversized_body():
+    """413 from the declared length, before anything reads the body."""
+    limit = request.max_content_length
+    if limit is not None and request.content_length is not None and request.content_length > limit:
+        raise errors.ApiError(413, "body_too_large", f"request body is larger than {limit} bytes")

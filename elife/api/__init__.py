@@ -1,0 +1,1 @@
+"""Thin blueprints: parse and check the request, call a domain module, shape the answer."""

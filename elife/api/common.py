@@ -1,0 +1,53 @@
+"""Request parsing shared by the blueprints."""
+import re
+
+from flask import request
+
+from ..errors import ApiError
+
+ORDER_NUMBER = re.compile(r"ORD[0-9]{6,29}")
+
+
+def json_object():
+    """The request body as a JSON object, or a 400 that says what is wrong with it."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        raise ApiError(400, "missing_body", "a JSON object body is required")
+    data = request.get_json(force=True, silent=True)
+    if data is None:
+        raise ApiError(400, "malformed_json", "the body is not valid JSON")
+    if not isinstance(data, dict):
+        raise ApiError(400, "body_not_object", "the body must be a JSON object")
+    return data
+
+
+def string_field(data, name, max_len, required=True, pattern=None):
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise ApiError(400, "missing_field", f"{name} is required")
+        return None
+    if not isinstance(value, str):
+        raise ApiError(400, "invalid_field", f"{name} must be a string")
+    value = value.strip()
+    if required and not value:
+        raise ApiError(400, "missing_field", f"{name} must not be empty")
+    if len(value) > max_len:
+        raise ApiError(400, "invalid_field", f"{name} is longer than {max_len} characters")
+    if not value.isprintable():
+        raise ApiError(400, "invalid_field", f"{name} contains control characters")
+    if pattern is not None and value and not pattern.fullmatch(value):
+        raise ApiError(400, "invalid_field", f"{name} has an invalid format")
+    return value
+
+
+def order_number_or_404(value):
+    """Order numbers in URLs: anything not shaped like ours is simply not found."""
+    if not isinstance(value, str) or not ORDER_NUMBER.fullmatch(value):
+        raise ApiError(404, "order_not_found", "no such order")
+    return value
+
+
+def client_ip():
+    fwd = request.headers.get("X-Forwarded-For", "")
+    return (fwd.split(",")[0].strip() or request.remote_addr or "127.0.0.1")[:45]

@@ -1,0 +1,82 @@
+import re
+
+from flask import Blueprint, jsonify, request
+
+from .. import catalog, orders
+from ..auth import current_user
+from ..errors import ApiError
+from ..pricing import PricingError
+from .common import json_object, order_number_or_404, string_field
+
+bp = Blueprint("orders", __name__)
+
+_CODE = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_NAME = re.compile(r"[A-Z_]{1,16}")
+_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+MAX_LIMIT = 100
+CLIENT_PRICE_FIELDS = ("totalFee", "productPriceRmb", "productPriceTg", "priceRmb", "priceTg", "paymentStatus", "rechargeStatus")
+
+
+@bp.get("/products")
+def products():
+    operator = _filter("operator")
+    recharge_type = _filter("rechargeType")
+    try:
+        items = catalog.products(operator, recharge_type)
+    except PricingError as e:
+        raise ApiError(503, e.code, e.message) from None
+    return jsonify({"products": items})
+
+
+@bp.post("/orders")
+def create_order():
+    user = current_user()
+    data = json_object()
+    sent = [f for f in CLIENT_PRICE_FIELDS if f in data]
+    if sent:
+        raise ApiError(400, "price_not_accepted", f"the server sets prices and states; remove {', '.join(sent)}")
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not _KEY.fullmatch(key):
+        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-64 letters, digits or _.:-")
+    order, created = orders.create(
+        user,
+        phone_number=string_field(data, "phoneNumber", 32),
+        operator=string_field(data, "productOperator", 16, pattern=_NAME),
+        recharge_type=string_field(data, "rechargeType", 16, pattern=_NAME),
+        product_code=string_field(data, "productCode", 32, pattern=_CODE),
+        idempotency_key=key,
+    )
+    return jsonify(orders.as_json(order)), 201 if created else 200
+
+
+@bp.get("/orders")
+def list_orders():
+    user = current_user()
+    limit = _int_arg("limit", 20, 1, MAX_LIMIT)
+    cursor = _int_arg("cursor", None, 1, 2**62)
+    rows, next_cursor = orders.list_own(user, limit, cursor)
+    return jsonify({"orders": [orders.as_json(o) for o in rows], "nextCursor": next_cursor})
+
+
+@bp.get("/orders/<order_number>")
+def get_order(order_number):
+    user = current_user()
+    return jsonify(orders.as_json(orders.get_own(user, order_number_or_404(order_number))))
+
+
+def _filter(name):
+    value = request.args.get(name)
+    if value is None or value == "":
+        return None
+    if not _NAME.fullmatch(value):
+        raise ApiError(400, "invalid_filter", f"{name} must be an upper-case name such as UNITEL or VOICE")
+    return value
+
+
+def _int_arg(name, default, lo, hi):
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or len(raw) > 19 or not lo <= int(raw) <= hi:
+        raise ApiError(400, "invalid_parameter", f"{name} must be a whole number from {lo} to {hi}")
+    return int(raw)

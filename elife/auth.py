@@ -1,0 +1,73 @@
+"""Customer identity: signed, expiring tokens (itsdangerous), or WeChat Cloud Hosting's
+X-WX-OPENID header when TRUST_WX_HEADERS says the platform sits in front of us."""
+import logging
+
+from flask import current_app, g, request
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from .errors import ApiError
+from .extensions import db
+from .logs import event
+from .models import User
+
+log = logging.getLogger("elife.auth")
+_SALT = "elife.customer-token.v1"
+
+
+def _serializer():
+    return URLSafeTimedSerializer(current_app.config["SETTINGS"].SECRET_KEY, salt=_SALT)
+
+
+def issue_token(user):
+    s = current_app.config["SETTINGS"]
+    return _serializer().dumps({"uid": user.id, "oid": user.openid}), s.TOKEN_TTL_SECONDS
+
+
+def user_for_openid(openid):
+    """The user for a WeChat openid, created on first sight (race-safe)."""
+    user = User.query.filter_by(openid=openid).one_or_none()
+    if user:
+        return user
+    from sqlalchemy.exc import IntegrityError
+    try:
+        user = User(openid=openid)
+        db.session.add(user)
+        db.session.commit()
+        event(log, logging.INFO, "user_created", user=user.id)
+        return user
+    except IntegrityError:  # another request created it a moment ago
+        db.session.rollback()
+        return User.query.filter_by(openid=openid).one()
+
+
+def current_user():
+    """The caller, or a 401. Cached on `g` for the request."""
+    if "user" in g:
+        return g.user
+    s = current_app.config["SETTINGS"]
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        g.user = _user_from_token(header[len("Bearer "):].strip(), s.TOKEN_TTL_SECONDS)
+        return g.user
+    openid = request.headers.get("X-WX-OPENID", "")
+    if s.TRUST_WX_HEADERS and openid:
+        if len(openid) > 64:
+            raise ApiError(401, "invalid_openid", "X-WX-OPENID is not a WeChat openid")
+        g.user = user_for_openid(openid)
+        return g.user
+    raise ApiError(401, "missing_token", "log in first: Authorization: Bearer <token>")
+
+
+def _user_from_token(token, ttl):
+    try:
+        data = _serializer().loads(token, max_age=ttl)
+    except SignatureExpired:
+        raise ApiError(401, "token_expired", "the token has expired; log in again") from None
+    except BadSignature:
+        raise ApiError(401, "invalid_token", "the token is not valid") from None
+    if not isinstance(data, dict):
+        raise ApiError(401, "invalid_token", "the token is not valid")
+    user = db.session.get(User, data.get("uid")) if isinstance(data.get("uid"), int) else None
+    if user is None or user.openid != data.get("oid"):
+        raise ApiError(401, "invalid_token", "the token is not valid")
+    return user

@@ -1,0 +1,1 @@
+"""One module per external party; each is the only place that knows its wire format."""

@@ -1,0 +1,146 @@
+"""Every setting the service, the sweep and the sandbox read, with its default.
+
+Order of precedence: the process environment, then `.env` at the repo root, then the
+defaults below. In development (the default) nothing needs configuring: the database
+is a SQLite file and WeChat and Unitel are the sandbox on SANDBOX_PORT.
+"""
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Production refuses to start while any of these is empty.
+REQUIRED_IN_PRODUCTION = (
+    "DATABASE_URL", "SECRET_KEY", "ADMIN_TOKEN",
+    "WECHAT_APPID", "WECHAT_MCH_ID", "WECHAT_ENV_ID",
+    "UNITEL_API_URL", "UNITEL_USERNAME", "UNITEL_PASSWORD",
+)
+
+
+class ConfigError(RuntimeError):
+    pass
+
+
+def _bool(value):
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def normalize_database_url(url):
+    """Accept the seed's Prisma-style `mysql://` URL and use the PyMySQL driver for it."""
+    if url.startswith("mysql://"):
+        url = "mysql+pymysql://" + url[len("mysql://"):]
+    elif url.startswith("mariadb://"):
+        url = "mysql+pymysql://" + url[len("mariadb://"):]
+    if url.startswith("mysql+pymysql://") and "charset=" not in url:
+        url += ("&" if "?" in url else "?") + "charset=utf8mb4"
+    return url
+
+
+def _setting(default, cast=str, doc=""):
+    return field(default=default, metadata={"cast": cast, "doc": doc})
+
+
+@dataclass
+class Settings:
+    ELIFE_ENV: str = _setting("development", doc="development | production")
+    PORT: int = _setting(3000, int)
+    SANDBOX_PORT: int = _setting(3001, int)
+    SECRET_KEY: str = _setting("", doc="signs customer tokens")
+    TOKEN_TTL_SECONDS: int = _setting(7 * 24 * 3600, int)
+    ADMIN_TOKEN: str = _setting("")
+    LOG_LEVEL: str = _setting("info")
+    LOG_DIR: str = _setting(str(REPO_ROOT / "logs"))
+    MAX_BODY_BYTES: int = _setting(64 * 1024, int)
+
+    DATABASE_URL: str = _setting("")
+    DB_MAX_RETRIES: int = _setting(5, int)
+    DB_RETRY_DELAY: int = _setting(5000, int, "milliseconds, as in the seed")
+    DB_POOL_RECYCLE: int = _setting(280, int, "seconds; below the server's wait_timeout")
+    DB_CONNECT_TIMEOUT: int = _setting(2, int)
+
+    WECHAT_API_BASE: str = _setting("")
+    WECHAT_APPID: str = _setting("")
+    WECHAT_SECRET: str = _setting("", doc="only for code2Session outside Cloud Hosting")
+    WECHAT_MCH_ID: str = _setting("")
+    WECHAT_ENV_ID: str = _setting("")
+    WECHAT_SERVICE_NAME: str = _setting("elife-backend", doc="container that gets callbacks")
+    WECHAT_TIMEOUT: float = _setting(1.0, float, "seconds; WeChat gives a callback 5 s in all")
+    TRUST_WX_HEADERS: bool = _setting(False, _bool)
+    REQUIRE_WX_SOURCE: bool = _setting(False, _bool)
+
+    UNITEL_API_URL: str = _setting("")
+    UNITEL_USERNAME: str = _setting("")
+    UNITEL_PASSWORD: str = _setting("")
+    UNITEL_CONNECT_TIMEOUT: float = _setting(1.0, float)
+    UNITEL_READ_TIMEOUT: float = _setting(2.0, float, "seconds; WeChat query + this stay under 5 s")
+
+    SWEEP_GRACE_SECONDS: int = _setting(60, int)
+    SWEEP_STUCK_SECONDS: int = _setting(300, int)
+    SWEEP_UNPAID_WINDOW_SECONDS: int = _setting(7200, int)
+    SWEEP_BATCH: int = _setting(100, int)
+    SWEEP_MAX_SECONDS: int = _setting(50, int)
+
+    SANDBOX_SERVICE_URL: str = _setting("", doc="where the sandbox delivers callbacks")
+
+    @property
+    def is_production(self):
+        return self.ELIFE_ENV == "production"
+
+    def missing_required(self):
+        return [name for name in REQUIRED_IN_PRODUCTION if not str(getattr(self, name)).strip()]
+
+    def validate(self):
+        if self.ELIFE_ENV not in ("development", "production"):
+            raise ConfigError(f"ELIFE_ENV must be development or production, not {self.ELIFE_ENV!r}")
+        if self.is_production:
+            missing = self.missing_required()
+            if missing:
+                raise ConfigError("missing required settings: " + ", ".join(missing))
+        return self
+
+
+def load_settings(overrides=None, environ=None, dotenv_path=None):
+    """Build Settings from overrides, the environment, `.env` and the defaults."""
+    if environ is None:
+        load_dotenv(dotenv_path or REPO_ROOT / ".env", override=False)
+        environ = os.environ
+    overrides = overrides or {}
+    values = {}
+    for f in fields(Settings):
+        if f.name in overrides:
+            raw = overrides[f.name]
+        elif f.name in environ:
+            raw = environ[f.name]
+        else:
+            continue
+        cast = f.metadata["cast"]
+        try:
+            values[f.name] = raw if isinstance(raw, (bool, int, float)) and cast is not str else cast(raw)
+        except ValueError:
+            raise ConfigError(f"{f.name}={raw!r} is not a valid {cast.__name__}") from None
+    s = Settings(**values)
+    _fill_development_defaults(s)
+    s.DATABASE_URL = normalize_database_url(s.DATABASE_URL)
+    return s
+
+
+def _fill_development_defaults(s):
+    """Outside production, whatever is unset points at the SQLite file and the sandbox."""
+    if s.is_production:
+        s.WECHAT_API_BASE = s.WECHAT_API_BASE or "http://api.weixin.qq.com"
+        return
+    sandbox = f"http://127.0.0.1:{s.SANDBOX_PORT}"
+    s.DATABASE_URL = s.DATABASE_URL or f"sqlite:///{REPO_ROOT / 'instance' / 'elife.db'}"
+    s.SECRET_KEY = s.SECRET_KEY or "dev-only-secret-key"
+    s.ADMIN_TOKEN = s.ADMIN_TOKEN or "dev-admin-token"
+    s.WECHAT_API_BASE = s.WECHAT_API_BASE or f"{sandbox}/wechat"
+    s.WECHAT_APPID = s.WECHAT_APPID or "wxsandbox000000000"
+    s.WECHAT_MCH_ID = s.WECHAT_MCH_ID or "1900000000"
+    s.WECHAT_ENV_ID = s.WECHAT_ENV_ID or "sandbox-env"
+    s.UNITEL_API_URL = s.UNITEL_API_URL or f"{sandbox}/unitel"
+    s.UNITEL_USERNAME = s.UNITEL_USERNAME or "sandbox"
+    s.UNITEL_PASSWORD = s.UNITEL_PASSWORD or "sandbox"
+    s.SANDBOX_SERVICE_URL = s.SANDBOX_SERVICE_URL or f"http://127.0.0.1:{s.PORT}"

@@ -1,0 +1,125 @@
+"""Database connection settings, the start-up connection check, and safe retries.
+
+Only errors that leave nothing half-done are retried (the server went away, the
+connection was lost, a deadlock or lock-wait timeout rolled our transaction back), and
+only by re-running a whole unit of work that is safe to repeat. Everything else fails
+at once.
+"""
+import logging
+import random
+import time
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.exc import DBAPIError, OperationalError
+from tenacity import (Retrying, retry_if_exception, stop_after_attempt,
+                      wait_fixed, wait_random)
+
+from .extensions import db
+from .logs import event
+
+log = logging.getLogger("elife.database")
+
+# MySQL/MariaDB error numbers worth a retry of the whole transaction.
+TRANSIENT_MYSQL_ERRORS = {
+    2006,  # server has gone away
+    2013,  # lost connection during query
+    2003,  # can't connect (restarting)
+    1213,  # deadlock; InnoDB rolled the transaction back
+    1205,  # lock wait timeout
+    1020,  # record has changed since last read
+    1927,  # connection was killed (MariaDB)
+}
+
+
+def engine_options(url, connect_timeout=2, recycle=280):
+    if url.startswith("sqlite"):
+        # Several processes (gunicorn workers, the sweep) share the file: wait for locks.
+        return {"connect_args": {"timeout": 30}}
+    return {
+        "pool_pre_ping": True,
+        "pool_recycle": recycle,
+        "pool_size": 5,
+        "max_overflow": 5,
+        "pool_timeout": 10,
+        "connect_args": {"connect_timeout": connect_timeout, "read_timeout": 30, "write_timeout": 30},
+    }
+
+
+def install_sqlite_pragmas(engine):
+    if engine.dialect.name != "sqlite":
+        return
+
+    @sa_event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn, _):
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+
+def mysql_errno(exc):
+    orig = getattr(exc, "orig", exc)
+    args = getattr(orig, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def is_transient(exc):
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, (OperationalError, DBAPIError)):
+        if mysql_errno(exc) in TRANSIENT_MYSQL_ERRORS:
+            return True
+        if "database is locked" in str(getattr(exc, "orig", exc)):
+            return True
+    return False
+
+
+def _wait(settings):
+    base = settings.DB_RETRY_DELAY / 1000.0
+    return wait_fixed(base) + wait_random(0, base / 2)
+
+
+def run_unit(settings, fn, what="unit"):
+    """Run fn() (one whole transaction, safe to repeat) with retries on transient errors."""
+    attempts = max(1, settings.DB_MAX_RETRIES)
+
+    def _before_sleep(state):
+        db.session.rollback()
+        event(log, logging.WARNING, "db_retry",
+              f"数据库操作失败，重试中 ({state.attempt_number}/{attempts})",
+              unit=what, error=type(state.outcome.exception()).__name__)
+
+    for attempt in Retrying(stop=stop_after_attempt(attempts), wait=_wait(settings),
+                            retry=retry_if_exception(is_transient), reraise=True,
+                            before_sleep=_before_sleep):
+        with attempt:
+            return fn()
+
+
+def ping():
+    with db.engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))
+
+
+def wait_for_database(settings):
+    """At start: connect, retrying DB_MAX_RETRIES times DB_RETRY_DELAY ms apart.
+
+    Gives up with an error line but does not stop the service: /health then answers 503,
+    and the pool reconnects by itself once the database is back.
+    """
+    attempts = max(1, settings.DB_MAX_RETRIES)
+    delay = settings.DB_RETRY_DELAY / 1000.0
+    for n in range(1, attempts + 1):
+        try:
+            ping()
+            event(log, logging.INFO, "database_connected", "数据库连接成功",
+                  dialect=db.engine.dialect.name)
+            return True
+        except Exception as exc:  # noqa: BLE001 -- any failure to connect is reported the same way
+            event(log, logging.WARNING if n < attempts else logging.ERROR, "database_connect_failed",
+                  f"数据库连接失败 (尝试 {n}/{attempts})", error=str(exc).splitlines()[0][:200])
+            if n < attempts:
+                time.sleep(delay + random.uniform(0, delay / 4))
+    return False
+

@@ -1,0 +1,6 @@
+"""Unbound extension objects: models and blueprints import these, never the app."""
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+
+db = SQLAlchemy()
+migrate = Migrate()

@@ -1,0 +1,187 @@
+"""Payments: creating the WeChat trade, and believing a payment only when WeChat does.
+
+A Cloud Hosting callback carries no signature, so its body alone never marks an order
+paid: it is recorded, checked against the stored order, and then confirmed with
+WeChat's order query. Only `unpaid -> paid` is written here (one conditional UPDATE);
+the recharge that follows belongs to recharge.py.
+"""
+import json
+import logging
+
+import sqlalchemy as sa
+from flask import current_app
+
+from . import anomalies, recharge
+from .clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
+from .errors import ApiError
+from .extensions import db
+from .logs import event
+from .models import Order, PaymentNotice
+from .timeutil import utcnow
+
+log = logging.getLogger("elife.payments")
+
+OK = {"errcode": 0, "errmsg": "OK"}
+RETRY = {"errcode": 1, "errmsg": "try again later"}
+PLATFORM_HEADERS = ("X-WX-SOURCE", "X-WX-OPENID", "X-WX-APPID", "X-WX-ENV", "X-Forwarded-For", "User-Agent")
+
+
+def _settings():
+    return current_app.config["SETTINGS"]
+
+
+def callback_path(order_number):
+    return f"/payment/callback/{order_number}"
+
+
+def create_payment(order, openid, client_ip):
+    if order.payment_status != "unpaid":
+        raise ApiError(409, "order_already_paid", f"this order is already {order.payment_status}")
+    try:
+        params = WeChatClient(_settings()).unified_order(
+            order_number=order.order_number, total_fee=order.total_fee, openid=openid,
+            description=f"eLife {order.product_operator} {order.recharge_type} {order.product_price_tg}MNT",
+            client_ip=client_ip, callback_path=callback_path(order.order_number))
+    except WeChatUnavailable as exc:
+        event(log, logging.WARNING, "unified_order_unavailable", order=order.order_number, error=str(exc))
+        raise ApiError(502, "wechat_unavailable", "WeChat Pay could not be reached; try again") from None
+    except WeChatRejected as exc:
+        event(log, logging.WARNING, "unified_order_rejected", order=order.order_number, error=str(exc))
+        raise ApiError(502, "wechat_rejected", "WeChat Pay refused to create the payment") from None
+    now = utcnow()
+    db.session.execute(sa.update(Order)
+                       .where(Order.order_number == order.order_number, Order.payment_status == "unpaid")
+                       .values(payment_created_at=now, updated_at=now))
+    db.session.commit()
+    event(log, logging.INFO, "payment_created", order=order.order_number, total_fee=order.total_fee)
+    return params
+
+
+# -- the callback -------------------------------------------------------------------------
+
+def handle_callback(url_order_number, raw_body, headers):
+    """Returns (http_status, json). Every notice is recorded before anything is decided."""
+    notice = PaymentNotice(
+        order_number=url_order_number[:64],
+        headers=json.dumps({h: headers.get(h) for h in PLATFORM_HEADERS if headers.get(h)}),
+        body=raw_body.decode("utf-8", "replace"))
+    db.session.add(notice)
+    db.session.commit()
+    status, reply, decision, detail = _decide(url_order_number, raw_body, headers)
+    db.session.execute(sa.update(PaymentNotice).where(PaymentNotice.id == notice.id)
+                       .values(decision=decision, detail=detail and detail[:2000]))
+    db.session.commit()
+    return status, reply
+
+
+def _decide(n, raw_body, headers):
+    try:
+        body = json.loads(raw_body)
+    except (ValueError, UnicodeDecodeError):
+        event(log, logging.WARNING, "notice_malformed", order=n)
+        return 400, _err("malformed_json", "the body is not valid JSON"), "malformed", None
+    if not isinstance(body, dict) or "returnCode" not in body:
+        event(log, logging.WARNING, "notice_not_wechat", order=n)
+        return 400, _err("not_a_notice", "this is not a WeChat Pay notice"), "not_a_notice", None
+    if _settings().REQUIRE_WX_SOURCE and not headers.get("X-WX-SOURCE"):
+        event(log, logging.WARNING, "notice_not_from_platform", order=n)
+        return 403, _err("not_from_platform", "callbacks are accepted only through WeChat Cloud Hosting"), \
+            "not_from_platform", None
+
+    order = db.session.query(Order).filter_by(order_number=n).one_or_none()
+    db.session.commit()
+    if order is None:
+        event(log, logging.WARNING, "notice_unknown_order", order=n)
+        return 200, OK, "unknown_order", None
+
+    failures = check_notice(order, body)
+    if failures:
+        for key, phrase, detail in failures:
+            event(log, logging.ERROR, key, phrase, order=n, **detail)
+        anomalies.flag(n, failures[0][0], {k: d for k, _, d in failures})
+        db.session.commit()
+        return 200, OK, "rejected", json.dumps([f[0] for f in failures])
+
+    if order.payment_status != "unpaid":
+        event(log, logging.INFO, "duplicate_notice", "重复的支付通知", order=n, payment=order.payment_status)
+        if order.payment_status == "paid" and order.recharge_status == "pending" and order.recharge_at is None:
+            recharge.recharge_paid_order(n, "callback")
+        return 200, OK, "duplicate", None
+
+    try:
+        trade = WeChatClient(_settings()).query_order(n)
+    except (WeChatUnavailable, WeChatRejected) as exc:
+        event(log, logging.WARNING, "order_query_failed", "无法向微信确认支付，稍后重试", order=n, error=str(exc))
+        return 200, RETRY, "query_failed", str(exc)
+    decision = confirm_paid(order, trade, body.get("transactionId"), "callback")
+    return 200, OK, decision, None
+
+
+def check_notice(order, body):
+    """Compare a notice with the stored order. Returns [(key, seed phrase, details)]."""
+    n = order.order_number
+    failures = []
+    if body.get("returnCode") != "SUCCESS" or body.get("resultCode") != "SUCCESS":
+        failures.append(("payment_not_success", "支付结果不是SUCCESS",
+                         {"returnCode": body.get("returnCode"), "resultCode": body.get("resultCode")}))
+    out_trade_no = body.get("outTradeNo")
+    if out_trade_no != n:
+        failures.append(("out_trade_no_mismatch", "outTradeNo与URL参数不一致",
+                         {"expected": n, "received": _short(out_trade_no)}))
+    attach_order = _attach_order_number(body.get("attach"))
+    if attach_order != n:
+        failures.append(("attach_mismatch", "attach中的订单号与URL参数不一致",
+                         {"expected": n, "received": _short(attach_order)}))
+    fee = body.get("totalFee")
+    if not isinstance(fee, int) or isinstance(fee, bool) or fee != order.total_fee:
+        failures.append(("amount_mismatch", "支付金额不匹配",
+                         {"expected": order.total_fee, "received": _short(fee)}))
+    return failures
+
+
+def confirm_paid(order, trade, transaction_id, actor):
+    """Mark paid if WeChat's order query says so, then recharge. Shared with the sweep."""
+    n = order.order_number
+    if not trade.paid:
+        event(log, logging.WARNING, "payment_unconfirmed", "微信订单查询未确认支付",
+              order=n, actor=actor, trade_state=trade.state)
+        return "unconfirmed"
+    if trade.total_fee != order.total_fee or trade.out_trade_no != n:
+        detail = {"expected": order.total_fee, "received": trade.total_fee, "source": "order_query"}
+        event(log, logging.ERROR, "amount_mismatch", "支付金额不匹配", order=n, actor=actor, **detail)
+        anomalies.flag(n, "amount_mismatch", detail)
+        db.session.commit()
+        return "rejected"
+    now = utcnow()
+    result = db.session.execute(
+        sa.update(Order).where(Order.order_number == n, Order.payment_status == "unpaid")
+        .values(payment_status="paid", paid_at=now, updated_at=now, version=Order.version + 1,
+                transaction_id=(trade.transaction_id or transaction_id or None) and
+                str(trade.transaction_id or transaction_id)[:64])
+        .execution_options(synchronize_session=False))
+    db.session.commit()
+    if result.rowcount != 1:
+        event(log, logging.INFO, "duplicate_notice", "重复的支付通知", order=n, actor=actor)
+        return "duplicate"
+    event(log, logging.INFO, "payment_confirmed", order=n, actor=actor, total_fee=order.total_fee)
+    recharge.recharge_paid_order(n, actor)
+    return "paid"
+
+
+def _attach_order_number(attach):
+    if not isinstance(attach, str):
+        return None
+    try:
+        data = json.loads(attach)
+    except ValueError:
+        return None
+    return data.get("orderNumber") if isinstance(data, dict) else None
+
+
+def _short(value):
+    s = repr(value) if not isinstance(value, str) else value
+    return s[:64]
+
+
+def _err(code, message):
+    return {"error": {"code": code, "message": message}}

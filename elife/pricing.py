@@ -1,0 +1,64 @@
+"""MNT price -> CNY, in integer fen. The one rounding rule lives here.
+
+Rule: fen = price_tg * rate * 100, rounded half up to a whole fen (Decimal, never
+float). priceRmb is fen / 100 with two places, so priceRmb * 100 == totalFee always
+holds -- the seed's amount check (ROUND(product_price_rmb * 100)) agrees with it.
+"""
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from .extensions import db
+from .models import ExchangeRate
+
+RATE_CURRENCY = "MNT_TO_CNY"
+MAX_TOTAL_FEE = 10_000_000  # 100,000 yuan: no top-up costs that; guards a bad rate
+
+
+class PricingError(Exception):
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Price:
+    price_tg: int
+    rate: Decimal
+    total_fee: int  # fen
+
+    @property
+    def price_rmb(self):
+        return (Decimal(self.total_fee) / 100).quantize(Decimal("0.01"))
+
+
+def fen_for(price_tg, rate):
+    if not isinstance(price_tg, int) or isinstance(price_tg, bool):
+        raise TypeError("price_tg must be an int")
+    if not isinstance(rate, Decimal):
+        raise TypeError("rate must be a Decimal")
+    return int((Decimal(price_tg) * rate * 100).quantize(Decimal("1"), rounding=ROUND_HALF_UP))
+
+
+def price(price_tg, rate):
+    fee = fen_for(price_tg, rate)
+    if fee <= 0:
+        raise PricingError("price_unavailable", "this product would cost less than one fen")
+    if fee > MAX_TOTAL_FEE:
+        raise PricingError("price_unavailable", "this product's price is out of range")
+    return Price(price_tg, rate, fee)
+
+
+def active_rate():
+    """The newest active MNT->CNY rate, or a PricingError."""
+    row = (db.session.query(ExchangeRate)
+           .filter(ExchangeRate.currency == RATE_CURRENCY, ExchangeRate.is_active.is_(True))
+           .order_by(ExchangeRate.id.desc()).first())
+    if row is None or row.rate is None or Decimal(row.rate) <= 0:
+        raise PricingError("no_exchange_rate", "no active MNT to CNY exchange rate is configured")
+    return Decimal(row.rate)
+
+
+def yuan(fen):
+    """Fen as the 2-place string the API shows (never a float)."""
+    return str((Decimal(fen) / 100).quantize(Decimal("0.01")))

@@ -1,0 +1,227 @@
+r"""The recharge state machine: the only writer of recharge_status, recharge_at,
+recharged_at, submit_count and (with payments.py) version.
+
+    pending --claim--> processing --submit--> success
+                                          \-> failed --refund--> (payment) refunded
+                                          \-> unknown --status query--> success | failed
+                                                     \-- not found, >= SWEEP_STUCK_SECONDS
+                                                         after the claim: one resubmit
+
+Every transition is one conditional UPDATE whose rowcount decides, committed before
+anything is sent. The claim is committed before the operator is called, so at most one
+process ever submits an order; a crash after the claim leaves `processing` with
+`recharge_at` set, which the sweep settles through the status query.
+"""
+import logging
+from datetime import timedelta
+
+import sqlalchemy as sa
+from flask import current_app
+
+from . import anomalies, audit, phones
+from .clients import unitel
+from .clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
+from .extensions import db
+from .logs import event
+from .models import Order
+from .timeutil import utcnow
+
+log = logging.getLogger("elife.recharge")
+
+# Reasons set by the machine itself while an answer is unclear; cleared when it settles.
+AUTO_REASONS = ("recharge_unknown",)
+MAX_SUBMITS = 2  # the first, and one resubmit after the operator says it never arrived
+
+
+def _settings():
+    return current_app.config["SETTINGS"]
+
+
+def _load(order_number):
+    """Read the order and end the transaction, so the next statement sees fresh data
+    (under REPEATABLE READ a re-read in the same transaction would show the old row)."""
+    order = db.session.query(Order).filter_by(order_number=order_number).one_or_none()
+    if order is not None:
+        db.session.expunge(order)
+    db.session.commit()
+    return order
+
+
+def _transition(order, expect_statuses, values, extra_where=()):
+    """One conditional UPDATE from `order.version`; True when this process won."""
+    now = utcnow()
+    result = db.session.execute(
+        sa.update(Order)
+        .where(Order.order_number == order.order_number,
+               Order.version == order.version,
+               Order.recharge_status.in_(expect_statuses),
+               *extra_where)
+        .values(version=Order.version + 1, updated_at=now, **values)
+        .execution_options(synchronize_session=False))
+    db.session.commit()
+    won = result.rowcount == 1
+    if won:
+        order.version += 1
+        for k, v in values.items():
+            if not isinstance(v, sa.sql.ClauseElement):
+                setattr(order, k, v)
+    return won
+
+
+# -- entry points -------------------------------------------------------------------------
+
+def recharge_paid_order(order_number, actor):
+    """Claim a paid order and top it up. Called by the callback and by the sweep."""
+    order = _load(order_number)
+    if order is None:
+        event(log, logging.ERROR, "order_missing", order=order_number, actor=actor)
+        return None
+    if order.payment_status != "paid" or order.recharge_at is not None or order.recharge_status != "pending":
+        _log_lost_claim(order, actor)
+        return order.recharge_status
+    won = _transition(order, ("pending",),
+                      {"recharge_status": "processing", "recharge_at": utcnow(),
+                       "submit_count": Order.submit_count + 1},
+                      extra_where=(Order.payment_status == "paid", Order.recharge_at.is_(None)))
+    if not won:
+        _log_lost_claim(order, actor)
+        return None
+    order.submit_count += 1
+    event(log, logging.INFO, "claim_won", order=order_number, actor=actor, version=order.version)
+    return _submit(order, "submit", actor)
+
+
+def reconcile(order_number, actor, force=False):
+    """Settle an `unknown` (or stuck `processing`) order through the operator's status query.
+
+    `force` lets a person ask before SWEEP_STUCK_SECONDS for a look; it never allows an
+    early resubmit.
+    """
+    s = _settings()
+    order = _load(order_number)
+    if order is None or order.recharge_status not in ("unknown", "processing"):
+        return order and order.recharge_status
+    age = (utcnow() - order.recharge_at).total_seconds() if order.recharge_at else 0
+    stuck = age >= s.SWEEP_STUCK_SECONDS
+    if order.recharge_status == "processing" and not (stuck or force):
+        event(log, logging.INFO, "still_processing", order=order_number, actor=actor, age=int(age))
+        return "processing"
+
+    answer = unitel.UnitelClient(s).status(order_number)
+    audit.record_answer(order, "status", answer)
+    db.session.commit()
+    event(log, logging.INFO, "status_query", order=order_number, actor=actor,
+          outcome=answer.outcome, code=answer.code)
+
+    if answer.outcome in (unitel.SUCCESS, unitel.FAILED):
+        return _settle(order, answer, actor)
+    if answer.outcome != unitel.NOT_FOUND:
+        return order.recharge_status  # pending at the operator, or no clear answer: ask later
+    if not stuck:
+        event(log, logging.INFO, "not_found_too_soon", order=order_number, actor=actor, age=int(age))
+        return order.recharge_status
+    if order.submit_count >= MAX_SUBMITS:
+        anomalies.flag(order_number, "operator_lost_request",
+                       f"the operator has no record of {order.submit_count} submits; a person must decide")
+        db.session.commit()
+        event(log, logging.ERROR, "operator_lost_request", order=order_number, submits=order.submit_count)
+        return order.recharge_status
+    # The one second submit: same request id, only after the operator said it never arrived.
+    won = _transition(order, ("unknown", "processing"),
+                      {"recharge_status": "processing", "submit_count": Order.submit_count + 1},
+                      extra_where=(Order.submit_count == order.submit_count,))
+    if not won:
+        _log_lost_claim(order, actor)
+        return None
+    order.submit_count += 1
+    event(log, logging.WARNING, "resubmit", order=order_number, actor=actor,
+          message="operator has no record of the first submit")
+    return _submit(order, "resubmit", actor)
+
+
+def refund(order_number, actor):
+    """Refund a `failed` order in full; idempotent (WeChat dedupes on out_refund_no)."""
+    order = _load(order_number)
+    if order is None or order.payment_status != "paid" or order.recharge_status != "failed":
+        return order and order.payment_status
+    try:
+        WeChatClient(_settings()).refund(order_number=order_number, total_fee=order.total_fee,
+                                         reason="top-up failed")
+    except (WeChatUnavailable, WeChatRejected) as exc:
+        audit.record_call(order, "refund", "error", str(exc))
+        anomalies.flag(order_number, "refund_failed", f"{type(exc).__name__}: {exc}")
+        db.session.commit()
+        event(log, logging.ERROR, "refund_failed", order=order_number, actor=actor, error=str(exc))
+        return "paid"
+    audit.record_call(order, "refund", "success", f"refunded {order.total_fee} fen")
+    db.session.commit()
+    now = utcnow()
+    result = db.session.execute(
+        sa.update(Order)
+        .where(Order.order_number == order_number, Order.payment_status == "paid",
+               Order.recharge_status == "failed")
+        .values(payment_status="refunded", refunded_at=now, updated_at=now, version=Order.version + 1,
+                anomaly_reason=sa.case((Order.anomaly_reason == "refund_failed", None),
+                                       else_=Order.anomaly_reason))
+        .execution_options(synchronize_session=False))
+    db.session.commit()
+    if result.rowcount == 1:
+        event(log, logging.INFO, "refunded", order=order_number, actor=actor, total_fee=order.total_fee)
+    return "refunded"
+
+
+# -- inside -------------------------------------------------------------------------------
+
+def _submit(order, kind, actor):
+    answer = unitel.UnitelClient(_settings()).submit(
+        request_id=order.order_number, msisdn=order.phone_number,
+        product_code=order.product_code, recharge_type=order.recharge_type)
+    audit.record_answer(order, kind, answer)
+    db.session.commit()
+    event(log, logging.INFO, "operator_answer", order=order.order_number, kind=kind, actor=actor,
+          outcome=answer.outcome, code=answer.code, ms=answer.latency_ms,
+          phone=phones.mask(order.phone_number))
+    return _settle(order, answer, actor)
+
+
+def _settle(order, answer, actor):
+    if answer.outcome == unitel.SUCCESS:
+        won = _transition(order, ("processing", "unknown"), {
+            "recharge_status": "success", "recharged_at": utcnow(),
+            "anomaly_reason": sa.case((Order.anomaly_reason.in_(AUTO_REASONS), None),
+                                      else_=Order.anomaly_reason)})
+        _log_settle(order, won, "recharge_success", actor)
+        return "success" if won else None
+    if answer.outcome == unitel.FAILED:
+        won = _transition(order, ("processing", "unknown"), {"recharge_status": "failed"})
+        _log_settle(order, won, "recharge_failed", actor, code=answer.code, reason=answer.message)
+        if won:
+            refund(order.order_number, actor)
+        return "failed" if won else None
+    # Timeout, dropped connection, 5xx, a code we do not know: maybe done, maybe not.
+    won = _transition(order, ("processing",), {"recharge_status": "unknown"})
+    if won:
+        anomalies.flag(order.order_number, "recharge_unknown",
+                       f"{answer.code} {answer.message}".strip()[:500] or "no answer")
+        db.session.commit()
+    _log_settle(order, won, "recharge_unknown", actor, code=answer.code, sent=answer.sent)
+    return "unknown" if won else None
+
+
+def _log_settle(order, won, key, actor, **fields):
+    if won:
+        level = logging.INFO if key == "recharge_success" else logging.WARNING
+        event(log, level, key, order=order.order_number, actor=actor, **fields)
+    else:
+        event(log, logging.WARNING, "settle_conflict", order=order.order_number, actor=actor,
+              wanted=key, message="another process settled this order first")
+
+
+def _log_lost_claim(order, actor):
+    event(log, logging.INFO, "already_processing", "订单正在被其他进程处理",
+          order=order.order_number, actor=actor,
+          payment=order.payment_status, recharge=order.recharge_status)
+
+
+def stuck_cutoff():
+    return utcnow() - timedelta(seconds=_settings().SWEEP_STUCK_SECONDS)

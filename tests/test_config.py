@@ -1,0 +1,73 @@
+import pytest
+
+from elife.config import ConfigError, load_settings
+
+
+def test_development_defaults_need_nothing_configured():
+    s = load_settings(environ={})
+    assert s.ELIFE_ENV == "development"
+    assert s.DATABASE_URL.startswith("sqlite:///") and s.DATABASE_URL.endswith("instance/elife.db")
+    assert s.WECHAT_API_BASE == "http://127.0.0.1:3001/wechat"
+    assert s.UNITEL_API_URL == "http://127.0.0.1:3001/unitel"
+    assert (s.PORT, s.SANDBOX_PORT, s.LOG_LEVEL) == (3000, 3001, "info")
+    assert (s.DB_MAX_RETRIES, s.DB_RETRY_DELAY) == (5, 5000)
+    assert (s.SWEEP_GRACE_SECONDS, s.SWEEP_STUCK_SECONDS) == (60, 300)
+    s.validate()
+
+
+def test_sandbox_urls_follow_sandbox_port():
+    s = load_settings(environ={"SANDBOX_PORT": "4001", "PORT": "4000"})
+    assert s.WECHAT_API_BASE == "http://127.0.0.1:4001/wechat"
+    assert s.SANDBOX_SERVICE_URL == "http://127.0.0.1:4000"
+
+
+def test_environment_wins_over_dotenv(tmp_path, monkeypatch):
+    env_file = tmp_path / ".env"
+    env_file.write_text("LOG_LEVEL=debug\nDB_MAX_RETRIES=9\nSWEEP_BATCH=7\n")
+    monkeypatch.setenv("DB_MAX_RETRIES", "2")
+    monkeypatch.delenv("LOG_LEVEL", raising=False)
+    monkeypatch.delenv("SWEEP_BATCH", raising=False)
+    s = load_settings(dotenv_path=env_file)
+    assert s.LOG_LEVEL == "debug"      # from .env
+    assert s.DB_MAX_RETRIES == 2       # environment wins
+    assert s.SWEEP_BATCH == 7
+
+
+def test_prisma_style_mysql_url_uses_pymysql():
+    s = load_settings(environ={"DATABASE_URL": "mysql://user:pw@db:3306/elife"})
+    assert s.DATABASE_URL == "mysql+pymysql://user:pw@db:3306/elife?charset=utf8mb4"
+
+
+def test_production_names_every_missing_setting():
+    with pytest.raises(ConfigError) as e:
+        load_settings(environ={"ELIFE_ENV": "production", "WECHAT_APPID": "wx1"}).validate()
+    msg = str(e.value)
+    for name in ("DATABASE_URL", "SECRET_KEY", "ADMIN_TOKEN", "WECHAT_MCH_ID", "WECHAT_ENV_ID",
+                 "UNITEL_API_URL", "UNITEL_USERNAME", "UNITEL_PASSWORD"):
+        assert name in msg
+    assert "WECHAT_APPID" not in msg
+
+
+def test_production_uses_real_wechat_and_no_sandbox():
+    env = {"ELIFE_ENV": "production", "DATABASE_URL": "mysql://u:p@h/elife", "SECRET_KEY": "k",
+           "ADMIN_TOKEN": "a", "WECHAT_APPID": "wx", "WECHAT_MCH_ID": "1", "WECHAT_ENV_ID": "e",
+           "UNITEL_API_URL": "https://api.unitel.mn/api/v1", "UNITEL_USERNAME": "u",
+           "UNITEL_PASSWORD": "p"}
+    s = load_settings(environ=env).validate()
+    assert s.WECHAT_API_BASE == "http://api.weixin.qq.com"
+    assert s.SANDBOX_SERVICE_URL == ""
+
+
+def test_bad_number_is_a_clear_error():
+    with pytest.raises(ConfigError, match="DB_MAX_RETRIES"):
+        load_settings(environ={"DB_MAX_RETRIES": "many"})
+
+
+def test_env_example_lists_every_setting():
+    from dataclasses import fields
+    from pathlib import Path
+
+    from elife.config import Settings
+    text = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
+    missing = [f.name for f in fields(Settings) if f"{f.name}=" not in text]
+    assert missing == []

@@ -1,0 +1,71 @@
+import time
+
+import pytest
+
+from elife import create_app
+
+
+def test_health_up(client):
+    r = client.get("/health")
+    assert r.status_code == 200
+    assert r.get_json() == {"status": "ok", "database": "up"}
+
+
+def test_health_503_when_database_unreachable(settings_env, free_closed_port):
+    app = create_app({**settings_env, "DB_MAX_RETRIES": "1", "DB_RETRY_DELAY": "0",
+                      "DATABASE_URL": f"mysql+pymysql://root@127.0.0.1:{free_closed_port}/elife"})
+    started = time.monotonic()
+    r = app.test_client().get("/health")
+    assert r.status_code == 503
+    assert r.get_json()["database"] == "down"
+    assert time.monotonic() - started < 2
+
+
+@pytest.fixture
+def free_closed_port():
+    from conftest import free_port
+    return free_port()  # nothing listens there
+
+
+def test_start_up_logs_database_connected(app, log_dir):
+    text = (log_dir / "combined.log").read_text(encoding="utf-8")
+    assert "event=database_connected" in text and "数据库连接成功" in text
+
+
+def test_unknown_path_is_json_404(client):
+    r = client.get("/nope")
+    assert r.status_code == 404
+    assert r.get_json()["error"]["code"] == "not_found"
+
+
+def test_wrong_method_is_json_405(client):
+    r = client.delete("/health")
+    assert r.status_code == 405
+    assert r.get_json()["error"]["code"] == "method_not_allowed"
+    assert "GET" in r.headers["Allow"]
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[1,2]", b'"a string"', b"", b"\xff\xfe"])
+def test_bad_json_bodies_are_400(client, body):
+    r = client.post("/auth/login", data=body, content_type="application/json")
+    assert r.status_code == 400
+    assert r.get_json()["error"]["code"] in ("malformed_json", "body_not_object", "missing_body")
+
+
+def test_oversized_body_is_json_413(client):
+    r = client.post("/auth/login", data=b"x" * (65 * 1024), content_type="application/json")
+    assert r.status_code == 413
+    assert r.get_json()["error"]["code"] == "body_too_large"
+
+
+def test_errors_never_leak_a_stack_trace(make_app, sandbox):
+    app = make_app()
+
+    @app.get("/_boom")
+    def boom():
+        raise RuntimeError("secret detail")
+
+    r = app.test_client().get("/_boom")
+    assert r.status_code == 500
+    assert r.get_json()["error"]["code"] == "internal_error"
+    assert b"secret detail" not in r.data and b"Traceback" not in r.data

@@ -1,0 +1,63 @@
+"""The seed's schema history: v1, then add_version_and_anomaly_fields; downgrade works."""
+import pytest
+import sqlalchemy as sa
+from flask_migrate import downgrade, upgrade
+
+from conftest import mysql_only
+from elife.extensions import db
+
+
+@pytest.fixture
+def migrating_app(make_app, sandbox, migrated):
+    app = make_app()
+    with app.app_context():
+        yield app
+        upgrade()  # leave the schema at head for the other tests
+
+
+def _columns():
+    return {c["name"]: c for c in sa.inspect(db.engine).get_columns("orders")}
+
+
+def _indexes():
+    return {i["name"] for i in sa.inspect(db.engine).get_indexes("orders")}
+
+
+def test_models_match_migrations(migrating_app):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    with db.engine.connect() as c:
+        diff = compare_metadata(MigrationContext.configure(c), db.metadata)
+    assert diff == []
+
+
+def test_downgrade_to_v1_and_up_again(migrating_app):
+    seed_fields = ("version", "anomaly_reason", "anomaly_details")
+    seed_indexes = ("idx_recharge_status_at_seqid", "idx_payment_recharge_at", "idx_anomaly_reason")
+    assert set(seed_fields) <= set(_columns()) and set(seed_indexes) <= _indexes()
+    downgrade(revision="0001_v1_schema")
+    db.engine.dispose()
+    assert not set(seed_fields) & set(_columns())
+    assert not set(seed_indexes) & _indexes()
+    upgrade()
+    db.engine.dispose()
+    assert set(seed_fields) <= set(_columns()) and set(seed_indexes) <= _indexes()
+
+
+@mysql_only
+def test_desc_orders_shows_the_seed_fields(migrating_app):
+    with db.engine.connect() as c:
+        rows = {r[0]: r for r in c.execute(sa.text("DESC orders"))}
+        # Field | Type | Null | Key | Default | Extra
+        assert rows["version"][1:3] == ("int(11)", "NO") and str(rows["version"][4]) == "0"
+        assert rows["anomaly_reason"][1:3] == ("varchar(100)", "YES")
+        assert rows["anomaly_details"][1:3] == ("text", "YES")
+        index_rows = list(c.execute(sa.text("SHOW INDEX FROM orders")))
+    cols = {}
+    for r in index_rows:  # Table, Non_unique, Key_name, Seq_in_index, Column_name, ...
+        cols.setdefault(r[2], []).append((r[3], r[4]))
+    ordered = {k: [c for _, c in sorted(v)] for k, v in cols.items()}
+    assert ordered["idx_payment_recharge_at"] == ["payment_status", "recharge_status", "recharge_at", "id"]
+    assert ordered["idx_recharge_status_at_seqid"] == ["recharge_status", "recharge_at", "id"]
+    assert ordered["idx_anomaly_reason"][0] == "anomaly_reason"
+    assert ordered["uq_orders_order_number"] == ["order_number"]
