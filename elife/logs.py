@@ -34,7 +34,10 @@ def setup_logging(level_name="info", log_dir="logs"):
             root.removeHandler(h)
             h.close()
     fmt = _Formatter()
-    handlers = [logging.StreamHandler(sys.stdout)]
+    # Under `flask ...` commands stdout is the command's output (report --json is piped
+    # into other tools), so the console copy of the log goes to stderr there.
+    console = sys.stderr if os.environ.get("FLASK_RUN_FROM_CLI") == "true" else sys.stdout
+    handlers = [logging.StreamHandler(console)]
     if log_dir:
         os.makedirs(log_dir, exist_ok=True)
         handlers.append(WatchedFileHandler(os.path.join(log_dir, "combined.log"), encoding="utf-8"))

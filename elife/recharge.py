@@ -71,14 +71,16 @@ def _transition(order, expect_statuses, values, extra_where=()):
 # -- entry points -------------------------------------------------------------------------
 
 def recharge_paid_order(order_number, actor):
-    """Claim a paid order and top it up. Called by the callback and by the sweep."""
+    """Claim a paid order and top it up. Called by the callback and by the sweep.
+
+    Returns the status this call settled it in, or None when it did not claim it."""
     order = _load(order_number)
     if order is None:
         event(log, logging.ERROR, "order_missing", order=order_number, actor=actor)
         return None
     if order.payment_status != "paid" or order.recharge_at is not None or order.recharge_status != "pending":
         _log_lost_claim(order, actor)
-        return order.recharge_status
+        return None
     won = _transition(order, ("pending",),
                       {"recharge_status": "processing", "recharge_at": utcnow(),
                        "submit_count": Order.submit_count + 1},

@@ -1,0 +1,167 @@
+"""The seed's four monitoring queries, on our columns, shared by `flask elife report`
+and /admin. Each has its alert threshold beside it.
+
+  1. recharge success rate of paid orders          alert below 95 %
+  2. anomalies by reason and day                    alert above 1 % of a day's orders
+  3. recharge delay (paid -> claim, paid -> success) alert avg > 5 s or max > 60 s
+  4. orders waiting for compensation               alert more than 10, or oldest > 30 min
+
+Windows keep every query on an index range (never the whole table): the last
+`hours` for 1 and 3 (the seed's query 3 uses 24 h), the last `days` for 2.
+"""
+from datetime import timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+import sqlalchemy as sa
+
+from .extensions import db
+from .models import Order
+from .timeutil import iso, utcnow
+
+SUCCESS_RATE_MIN = Decimal("95")
+ANOMALY_RATE_MAX = Decimal("1")
+DELAY_AVG_MAX = 5
+DELAY_MAX_MAX = 60
+PENDING_COUNT_MAX = 10
+PENDING_MINUTES_MAX = 30
+PENDING_AFTER = timedelta(minutes=5)
+
+
+def _seconds_between(start, end):
+    if db.engine.dialect.name == "mysql":
+        return sa.func.timestampdiff(sa.text("MICROSECOND"), start, end) / 1000000.0
+    return (sa.func.julianday(end) - sa.func.julianday(start)) * 86400.0
+
+
+def _pct(part, whole):
+    if not whole:
+        return None
+    return (Decimal(part) * 100 / Decimal(whole)).quantize(Decimal("0.01"), ROUND_HALF_UP)
+
+
+def success_rate(now, hours):
+    """Query 1: recharge status of orders paid in the window (refunded ones count too:
+    they were paid, and their recharge failed)."""
+    since = now - timedelta(hours=hours)
+    rows = db.session.execute(
+        sa.select(Order.recharge_status, sa.func.count())
+        .where(Order.paid_at >= since, Order.payment_status.in_(("paid", "refunded")))
+        .group_by(Order.recharge_status)).all()
+    total = sum(n for _, n in rows)
+    by_status = [{"rechargeStatus": st, "count": n, "percentage": str(_pct(n, total))}
+                 for st, n in sorted(rows, key=lambda r: -r[1])]
+    success = next((n for st, n in rows if st == "success"), 0)
+    rate = _pct(success, total)
+    alert = rate is not None and rate < SUCCESS_RATE_MIN
+    return {"hours": hours, "paid": total, "byStatus": by_status,
+            "successRate": None if rate is None else str(rate), "alert": alert,
+            "threshold": f"success > {SUCCESS_RATE_MIN}%"}
+
+
+def anomalies_by_day(now, days):
+    """Query 2: anomalies by reason and day, and as a share of that day's orders."""
+    since = (now - timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = sa.func.date(Order.created_at)
+    rows = db.session.execute(
+        sa.select(Order.anomaly_reason, day.label("day"), sa.func.count())
+        .where(Order.anomaly_reason.is_not(None), Order.created_at >= since)
+        .group_by(Order.anomaly_reason, day)).all()
+    orders_per_day = {str(d): n for d, n in db.session.execute(
+        sa.select(day, sa.func.count()).where(Order.created_at >= since).group_by(day)).all()}
+    items = sorted(({"reason": r, "date": str(d), "count": n} for r, d, n in rows),
+                   key=lambda x: (x["date"], x["count"]), reverse=True)
+    per_day = {}
+    for item in items:
+        per_day[item["date"]] = per_day.get(item["date"], 0) + item["count"]
+    daily = []
+    for d, n in sorted(per_day.items(), reverse=True):
+        rate = _pct(n, orders_per_day.get(d, 0))
+        daily.append({"date": d, "anomalies": n, "orders": orders_per_day.get(d, 0),
+                      "rate": None if rate is None else str(rate)})
+    alert = any(x["rate"] is not None and Decimal(x["rate"]) > ANOMALY_RATE_MAX for x in daily)
+    return {"days": days, "items": items, "daily": daily, "alert": alert,
+            "threshold": f"anomalies < {ANOMALY_RATE_MAX}% of a day's orders"}
+
+
+def recharge_delay(now, hours):
+    """Query 3: seconds from paid to the claim (the seed's paidAt -> rechargeAt) and to
+    success, for orders recharged successfully and paid in the window."""
+    since = now - timedelta(hours=hours)
+    to_claim = _seconds_between(Order.paid_at, Order.recharge_at)
+    to_success = _seconds_between(Order.paid_at, Order.recharged_at)
+    row = db.session.execute(
+        sa.select(sa.func.count(), sa.func.avg(to_claim), sa.func.max(to_claim), sa.func.min(to_claim),
+                  sa.func.avg(to_success), sa.func.max(to_success))
+        .where(Order.paid_at >= since, Order.recharge_status == "success",
+               Order.recharge_at.is_not(None))).one()
+    n, avg_c, max_c, min_c, avg_s, max_s = row
+
+    def r(x):
+        return None if x is None else round(float(x), 3)
+
+    alert = n > 0 and ((avg_s or 0) > DELAY_AVG_MAX or (max_s or 0) > DELAY_MAX_MAX)
+    return {"hours": hours, "count": n,
+            "avgDelaySec": r(avg_c), "maxDelaySec": r(max_c), "minDelaySec": r(min_c),
+            "avgToSuccessSec": r(avg_s), "maxToSuccessSec": r(max_s), "alert": bool(alert),
+            "threshold": f"avg < {DELAY_AVG_MAX} s, max < {DELAY_MAX_MAX} s"}
+
+
+def pending_compensation(now):
+    """Query 4: paid, never claimed, for more than 5 minutes: the sweep is not keeping up."""
+    cutoff = now - PENDING_AFTER
+    n, oldest = db.session.execute(
+        sa.select(sa.func.count(), sa.func.min(Order.paid_at))
+        .where(Order.payment_status == "paid", Order.recharge_status == "pending",
+               Order.recharge_at.is_(None), Order.paid_at < cutoff)).one()
+    minutes = int((now - oldest).total_seconds() // 60) if oldest else 0
+    unclear = db.session.execute(
+        sa.select(sa.func.count()).where(Order.recharge_status.in_(("unknown", "processing")))).scalar()
+    alert = n > PENDING_COUNT_MAX or minutes > PENDING_MINUTES_MAX
+    return {"pendingCount": n, "oldestPaidAt": iso(oldest), "delayMinutes": minutes,
+            "unclearCount": unclear, "alert": alert,
+            "threshold": f"pending <= {PENDING_COUNT_MAX} and oldest <= {PENDING_MINUTES_MAX} min"}
+
+
+def all_reports(hours=24, days=7, now=None):
+    now = now or utcnow()
+    out = {
+        "generatedAt": iso(now),
+        "successRate": success_rate(now, hours),
+        "anomalies": anomalies_by_day(now, days),
+        "delay": recharge_delay(now, hours),
+        "pending": pending_compensation(now),
+    }
+    db.session.commit()
+    out["alert"] = any(out[k]["alert"] for k in ("successRate", "anomalies", "delay", "pending"))
+    return out
+
+
+def as_table(rep):
+    """The reports as plain text for a terminal."""
+    lines = [f"eLife report at {rep['generatedAt']}"]
+    sr = rep["successRate"]
+    lines.append(f"\n1. recharge success rate, orders paid in the last {sr['hours']} h "
+                 f"({sr['threshold']}){'  ALERT' if sr['alert'] else ''}")
+    lines.append(f"   paid: {sr['paid']}   success rate: {sr['successRate'] or '-'}%")
+    for x in sr["byStatus"]:
+        lines.append(f"   {x['rechargeStatus']:<11} {x['count']:>8}  {x['percentage']:>6}%")
+    an = rep["anomalies"]
+    lines.append(f"\n2. anomalies by reason and day, last {an['days']} days "
+                 f"({an['threshold']}){'  ALERT' if an['alert'] else ''}")
+    for d in an["daily"]:
+        lines.append(f"   {d['date']}  {d['anomalies']} of {d['orders']} orders ({d['rate'] or '-'}%)")
+        for x in (i for i in an["items"] if i["date"] == d["date"]):
+            lines.append(f"      {x['reason']:<28} {x['count']:>6}")
+    if not an["daily"]:
+        lines.append("   none")
+    dl = rep["delay"]
+    lines.append(f"\n3. recharge delay, last {dl['hours']} h, {dl['count']} recharged "
+                 f"({dl['threshold']}){'  ALERT' if dl['alert'] else ''}")
+    lines.append(f"   paid -> claimed: avg {dl['avgDelaySec']} s, max {dl['maxDelaySec']} s, min {dl['minDelaySec']} s")
+    lines.append(f"   paid -> success: avg {dl['avgToSuccessSec']} s, max {dl['maxToSuccessSec']} s")
+    pc = rep["pending"]
+    lines.append(f"\n4. waiting for compensation ({pc['threshold']}){'  ALERT' if pc['alert'] else ''}")
+    lines.append(f"   pending: {pc['pendingCount']}   oldest paid at: {pc['oldestPaidAt'] or '-'}   "
+                 f"delay: {pc['delayMinutes']} min   unknown/processing: {pc['unclearCount']}")
+    lines.append("\nALERT: a threshold is crossed" if rep["alert"] else "\nall within thresholds")
+    return "\n".join(lines)

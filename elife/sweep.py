@@ -1,0 +1,200 @@
+"""The compensation sweep, run every minute by system cron (scripts/sweep).
+
+It finds orders the normal path left behind and hands each to the same code the
+callback uses -- recharge.py for recharges, payments.confirm_paid for payments -- so
+it never decides anything on its own. Four kinds of work, each walked by keyset pages
+(never OFFSET: rows that leave the result set while we page would make OFFSET skip
+others):
+
+  1. paid, pending, unclaimed, paid longer ago than SWEEP_GRACE_SECONDS -> recharge
+  2. unknown, or processing claimed longer ago than SWEEP_STUCK_SECONDS -> status query
+  3. failed but still paid (a refund that did not go through)           -> refund again
+  4. unpaid with a payment created in the last SWEEP_UNPAID_WINDOW_SECONDS and older
+     than SWEEP_GRACE_SECONDS -> WeChat's order query (a lost callback)
+
+The keyset is the index order of each selection: id for the first (its index has three
+equalities before id), (recharge_at, id) or (payment_created_at, id) for the others.
+
+Several sweeps may run at once (hosts, an operator by hand): every row is claimed by the
+conditional UPDATE in recharge.py, so two sweeps never submit the same order. On
+MariaDB/MySQL the page is read with FOR UPDATE SKIP LOCKED so a sweep does not wait
+behind a row another process is claiming this instant.
+"""
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+
+import sqlalchemy as sa
+from flask import current_app
+
+from . import payments, recharge
+from .clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
+from .extensions import db
+from .logs import event
+from .models import Order
+from .timeutil import utcnow
+
+log = logging.getLogger("elife.sweep")
+
+
+@dataclass
+class Summary:
+    found: int = 0
+    claimed: int = 0
+    settled: int = 0
+    flagged: int = 0
+    skipped: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    stopped_early: bool = False
+    by_selection: dict = field(default_factory=dict)
+
+    def line(self):
+        return (f"sweep: found={self.found} claimed={self.claimed} settled={self.settled} "
+                f"flagged={self.flagged} skipped={self.skipped} errors={self.errors} "
+                f"seconds={self.seconds:.2f}" + (" stopped_early=1" if self.stopped_early else ""))
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def selections(now, s):
+    """(name, WHERE, keyset column) for each selection. Each is walked in the order of
+    the index that serves it -- (keyset column, id) -- so a page never sorts or scans."""
+    grace = now - timedelta(seconds=s.SWEEP_GRACE_SECONDS)
+    stuck = now - timedelta(seconds=s.SWEEP_STUCK_SECONDS)
+    window = now - timedelta(seconds=s.SWEEP_UNPAID_WINDOW_SECONDS)
+    return [
+        # idx_payment_recharge_at (payment_status, recharge_status, recharge_at, id)
+        ("paid_unclaimed", sa.and_(Order.payment_status == "paid", Order.recharge_status == "pending",
+                                   Order.recharge_at.is_(None), Order.paid_at < grace), None),
+        # idx_recharge_status_at_seqid (recharge_status, recharge_at, id)
+        ("unknown", Order.recharge_status == "unknown", Order.recharge_at),
+        ("stuck_processing", sa.and_(Order.recharge_status == "processing", Order.recharge_at < stuck),
+         Order.recharge_at),
+        # idx_payment_recharge_at
+        ("refund_pending", sa.and_(Order.payment_status == "paid", Order.recharge_status == "failed"),
+         Order.recharge_at),
+        # idx_orders_payment_created (payment_status, payment_created_at, id)
+        ("lost_callback", sa.and_(Order.payment_status == "unpaid", Order.payment_created_at >= window,
+                                  Order.payment_created_at < grace), Order.payment_created_at),
+    ]
+
+
+def _page(where, key_col, after, batch):
+    """One keyset page after `after` = (key value, id); rows are (id, number, key value)."""
+    key = key_col if key_col is not None else sa.literal(None)
+    q = sa.select(Order.id, Order.order_number, key).where(where)
+    if after is not None:
+        last_key, last_id = after
+        if key_col is None:
+            q = q.where(Order.id > last_id)
+        else:
+            q = q.where(sa.or_(key_col > last_key, sa.and_(key_col == last_key, Order.id > last_id)))
+    q = q.order_by(*([key_col] if key_col is not None else []), Order.id).limit(batch)
+    if db.engine.dialect.name == "mysql":
+        q = q.with_for_update(skip_locked=True)
+    rows = db.session.execute(q).all()
+    db.session.commit()  # release the page's locks at once; the claim is what decides
+    return rows
+
+
+def run(settings=None):
+    s = settings or current_app.config["SETTINGS"]
+    started = time.monotonic()
+    deadline = started + s.SWEEP_MAX_SECONDS
+    now = utcnow()
+    summary = Summary()
+    for name, where, key_col in selections(now, s):
+        counts = summary.by_selection.setdefault(name, 0)
+        after = None
+        while True:
+            if time.monotonic() >= deadline:
+                summary.stopped_early = True
+                break
+            rows = _page(where, key_col, after, s.SWEEP_BATCH)
+            if not rows:
+                break
+            for order_id, number, key_value in rows:
+                after = (key_value, order_id)
+                if time.monotonic() >= deadline:
+                    summary.stopped_early = True
+                    break
+                summary.found += 1
+                counts += 1
+                _handle(name, number, summary)
+            if summary.stopped_early:
+                break
+        summary.by_selection[name] = counts
+        if summary.stopped_early:
+            break
+    summary.seconds = time.monotonic() - started
+    event(log, logging.INFO, "sweep_summary", summary.line()[len("sweep: "):],
+          **{f"n_{k}": v for k, v in summary.by_selection.items()})
+    return summary
+
+
+def _handle(selection, number, summary):
+    try:
+        if selection == "paid_unclaimed":
+            result = recharge.recharge_paid_order(number, "sweep")
+            _count(summary, result, claimed=result is not None)
+        elif selection in ("unknown", "stuck_processing"):
+            before = _submits(number)
+            result = recharge.reconcile(number, "sweep")
+            _count(summary, result, claimed=_submits(number) > before)
+        elif selection == "refund_pending":
+            result = recharge.refund(number, "sweep")
+            _count(summary, "settled" if result == "refunded" else "flagged")
+        else:
+            _recover_lost_callback(number, summary)
+    except Exception:  # noqa: BLE001 -- one bad row must not stop the sweep
+        db.session.rollback()
+        summary.errors += 1
+        log.exception("event=sweep_row_error order=%s selection=%s", number, selection)
+
+
+def _count(summary, result, claimed=False):
+    """settled: reached a final state now; flagged: left unclear after our own submit (or
+    for a person); skipped: nothing to do yet, or another process had it."""
+    if claimed:
+        summary.claimed += 1
+    if result in ("success", "failed", "settled", "refunded", "paid"):
+        summary.settled += 1
+    elif result == "flagged" or (result == "unknown" and claimed):
+        summary.flagged += 1
+    else:
+        summary.skipped += 1
+
+
+def _submits(number):
+    n = db.session.execute(sa.select(Order.submit_count).where(Order.order_number == number)).scalar()
+    db.session.commit()
+    return n or 0
+
+
+def _recover_lost_callback(number, summary):
+    order = db.session.query(Order).filter_by(order_number=number).one_or_none()
+    db.session.commit()
+    if order is None or order.payment_status != "unpaid":
+        summary.skipped += 1
+        return
+    try:
+        trade = WeChatClient(current_app.config["SETTINGS"]).query_order(number)
+    except (WeChatUnavailable, WeChatRejected) as exc:
+        event(log, logging.WARNING, "order_query_failed", order=number, actor="sweep", error=str(exc))
+        summary.skipped += 1
+        return
+    if not trade.paid:
+        summary.skipped += 1
+        return
+    event(log, logging.WARNING, "lost_callback", "支付回调丢失，已通过订单查询补单", order=number)
+    decision = payments.confirm_paid(order, trade, None, "sweep")
+    if decision == "paid":
+        summary.claimed += 1
+        summary.settled += 1
+    elif decision == "rejected":
+        summary.flagged += 1
+    else:
+        summary.skipped += 1

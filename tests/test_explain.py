@@ -1,0 +1,90 @@
+"""Every query the sweep and the reports send uses an index on a table of realistic
+shape (MariaDB's optimizer, after ANALYZE TABLE): no full scans. The queries are the
+ones actually sent, captured from the engine while the sweep and the reports run."""
+import pytest
+import sqlalchemy as sa
+
+from conftest import mysql_only
+from elife import reports, sweep
+from elife.extensions import db
+
+pytestmark = mysql_only
+
+ROWS = 20000
+
+
+@pytest.fixture
+def big_table(app, ctx):
+    with db.engine.begin() as c:
+        c.execute(sa.text("INSERT INTO users (openid, created_at, updated_at) VALUES ('bulk', NOW(), NOW())"))
+        uid = c.execute(sa.text("SELECT id FROM users WHERE openid='bulk'")).scalar()
+        # Mostly old, recharged orders; a few unpaid, unknown, pending and flagged ones.
+        c.execute(sa.text(f"""
+            INSERT INTO orders (order_number, user_id, phone_number, product_operator, recharge_type,
+                product_code, product_price_tg, product_price_rmb, total_fee, exchange_rate,
+                payment_status, recharge_status, paid_at, recharge_at, recharged_at,
+                payment_created_at, anomaly_reason, created_at, updated_at, version)
+            SELECT CONCAT('ORD', LPAD(seq, 20, '0')), {uid}, '88000000', 'UNITEL', 'VOICE', '5000',
+                5000, 10.50, 1050, 0.0021,
+                CASE WHEN seq % 50 = 0 THEN 'unpaid' ELSE 'paid' END,
+                CASE WHEN seq % 50 = 0 THEN 'pending' WHEN seq % 997 = 0 THEN 'unknown'
+                     WHEN seq % 499 = 0 THEN 'pending' ELSE 'success' END,
+                CASE WHEN seq % 50 = 0 THEN NULL ELSE NOW() - INTERVAL (30 + seq % 300) DAY END,
+                CASE WHEN seq % 50 = 0 OR (seq % 499 = 0 AND seq % 997 != 0) THEN NULL
+                     ELSE NOW() - INTERVAL (30 + seq % 300) DAY END,
+                CASE WHEN seq % 50 = 0 OR seq % 499 = 0 OR seq % 997 = 0 THEN NULL
+                     ELSE NOW() - INTERVAL (30 + seq % 300) DAY END,
+                NOW() - INTERVAL (30 + seq % 300) DAY,
+                CASE WHEN seq % 1000 = 0 THEN 'amount_mismatch' END,
+                NOW() - INTERVAL (30 + seq % 300) DAY, NOW(), 1
+            FROM seq_1_to_{ROWS}"""))
+        c.execute(sa.text("ANALYZE TABLE orders"))
+    yield
+
+
+def _capture(fn):
+    sent = []
+
+    def listener(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "FROM orders" in statement:
+            sent.append((statement, parameters))
+
+    sa.event.listen(db.engine, "before_cursor_execute", listener)
+    try:
+        fn()
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", listener)
+    return sent
+
+
+def _explain(statement, parameters):
+    raw = db.engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute("EXPLAIN " + statement, parameters)
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, row)) for row in cur.fetchall()]
+    finally:
+        raw.close()
+
+
+def _assert_indexed(queries):
+    assert queries
+    for statement, params in queries:
+        for step in _explain(statement, params):
+            assert step["type"] != "ALL", (statement, step)
+            assert step["key"], (statement, step)
+            assert int(step["rows"] or 0) < ROWS / 4, (statement, step)
+
+
+def test_sweep_queries_use_indexes(big_table, sandbox):
+    queries = _capture(sweep.run)
+    names = " ".join(s for s, _ in queries)
+    assert "FOR UPDATE SKIP LOCKED" in names
+    _assert_indexed(queries)
+
+
+def test_report_queries_use_indexes(big_table):
+    queries = _capture(reports.all_reports)
+    assert len(queries) >= 5
+    _assert_indexed(queries)
