@@ -83,6 +83,11 @@ class Settings:
     SWEEP_BATCH: int = _setting(100, int)
     SWEEP_MAX_SECONDS: int = _setting(50, int)
 
+    LIMIT_ORDERS_PER_MINUTE: int = _setting(10, int, "per user; 0 turns a limit off")
+    LIMIT_ORDERS_PER_DAY: int = _setting(100, int)
+    LIMIT_LOGINS_PER_MINUTE: int = _setting(30, int, "per client address")
+    LIMIT_PAYMENTS_PER_ORDER_HOUR: int = _setting(20, int)
+
     SANDBOX_SERVICE_URL: str = _setting("", doc="where the sandbox delivers callbacks")
 
     @property

@@ -12,8 +12,7 @@ import time
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.exc import DBAPIError, OperationalError
-from tenacity import (Retrying, retry_if_exception, stop_after_attempt,
-                      wait_fixed, wait_random)
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from .extensions import db
 from .logs import event
@@ -75,13 +74,13 @@ def is_transient(exc):
     return False
 
 
-def _wait(settings):
-    base = settings.DB_RETRY_DELAY / 1000.0
-    return wait_fixed(base) + wait_random(0, base / 2)
-
-
 def run_unit(settings, fn, what="unit"):
-    """Run fn() (one whole transaction, safe to repeat) with retries on transient errors."""
+    """Run fn() -- one whole transaction that is safe to repeat, such as a conditional
+    UPDATE and its commit -- retrying it on transient errors only.
+
+    Waits grow from 50 ms with full jitter, capped at DB_RETRY_DELAY: a request cannot
+    sit out the seed's 5-second start-up delay between attempts.
+    """
     attempts = max(1, settings.DB_MAX_RETRIES)
 
     def _before_sleep(state):
@@ -90,7 +89,9 @@ def run_unit(settings, fn, what="unit"):
               f"数据库操作失败，重试中 ({state.attempt_number}/{attempts})",
               unit=what, error=type(state.outcome.exception()).__name__)
 
-    for attempt in Retrying(stop=stop_after_attempt(attempts), wait=_wait(settings),
+    cap = max(0.0, settings.DB_RETRY_DELAY / 1000.0)
+    for attempt in Retrying(stop=stop_after_attempt(attempts),
+                            wait=wait_random_exponential(multiplier=0.05, max=cap),
                             retry=retry_if_exception(is_transient), reraise=True,
                             before_sleep=_before_sleep):
         with attempt:

@@ -2,6 +2,7 @@
 import logging
 
 from flask import jsonify, request
+from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("elife.errors")
@@ -57,6 +58,20 @@ def register_error_handlers(app):
             413: "request body is too large",
         }.get(e.code, e.description or e.name)
         return error_response(e.code, code, message, headers)
+
+    @app.errorhandler(DBAPIError)
+    def _database_error(e):
+        from .database import is_transient
+        from .extensions import db
+        db.session.rollback()
+        if is_transient(e) or isinstance(e, OperationalError):
+            log.warning("event=database_unavailable path=%s error=%s", request.path,
+                        str(getattr(e, "orig", e)).splitlines()[0][:200])
+            return error_response(503, "database_unavailable",
+                                  "the database is unavailable for a moment; try again",
+                                  {"Retry-After": "5"})
+        log.exception("event=database_error path=%s", request.path)
+        return error_response(500, "internal_error", "internal error; it has been logged")
 
     @app.errorhandler(Exception)
     def _unexpected(e):

@@ -138,9 +138,19 @@ class OrderEvent(db.Model):
 
 class IdempotencyKey(db.Model):
     __tablename__ = "idempotency_keys"
-    __table_args__ = (sa.UniqueConstraint("user_id", "idem_key", name="uq_idempotency_user_key"),)
+    __table_args__ = (sa.UniqueConstraint("user_id", "idem_key", name="uq_idempotency_user_key"),
+                      sa.Index("idx_idempotency_created", "created_at"))
     id = db.Column(BigId, primary_key=True, autoincrement=True)
     user_id = db.Column(BigId, nullable=False)
     idem_key = db.Column(db.String(64), nullable=False)
     order_number = db.Column(db.String(32))
     created_at = db.Column(Timestamp, nullable=False, default=utcnow)
+
+
+class RateLimit(db.Model):
+    """One fixed window of one abuse limit: `bucket` names the limit, subject and window."""
+    __tablename__ = "rate_limits"
+    __table_args__ = (sa.Index("idx_rate_limits_expires", "expires_at"),)
+    bucket = db.Column(db.String(128), primary_key=True)
+    count = db.Column(db.Integer, nullable=False, default=0)
+    expires_at = db.Column(Timestamp, nullable=False)

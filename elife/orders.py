@@ -6,7 +6,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from . import catalog, phones
+from . import catalog, limits, phones
 from .errors import ApiError
 from .extensions import db
 from .logs import event
@@ -40,6 +40,7 @@ def create(user, *, phone_number, operator, recharge_type, product_code, idempot
     except PricingError as e:
         raise ApiError(409, e.code, e.message) from None
 
+    limits.orders_by_user(user.id)  # counts valid creates only; commits its own counter
     if idempotency_key:
         existing = _claim_idempotency_key(user.id, idempotency_key)
         if existing is not None:
@@ -68,18 +69,29 @@ def _claim_idempotency_key(user_id, key):
 
     Two concurrent creates with one key: the unique constraint lets one insert; the other
     waits for it (row lock) and then reads the order it made.
+
+    The insert comes first: a DELETE of a key that is not there (the usual case) takes a
+    gap lock on InnoDB, and two such creates -- even with different keys -- then deadlock
+    on their inserts. An expired key is deleted by primary key in its own transaction,
+    only when the insert found it, and the insert is tried once more.
     """
     cutoff = utcnow() - IDEMPOTENCY_TTL
-    db.session.execute(sa.delete(IdempotencyKey).where(
-        IdempotencyKey.user_id == user_id, IdempotencyKey.idem_key == key,
-        IdempotencyKey.created_at < cutoff))
-    try:
-        db.session.add(IdempotencyKey(user_id=user_id, idem_key=key))
-        db.session.flush()
-        return None
-    except IntegrityError:
-        db.session.rollback()
-    row = db.session.query(IdempotencyKey).filter_by(user_id=user_id, idem_key=key).one_or_none()
+    row = None
+    for _ in range(2):
+        try:
+            db.session.add(IdempotencyKey(user_id=user_id, idem_key=key))
+            db.session.flush()
+            return None
+        except IntegrityError:
+            db.session.rollback()
+        row = db.session.query(IdempotencyKey).filter_by(user_id=user_id, idem_key=key).one_or_none()
+        if row is not None and row.created_at >= cutoff:
+            break
+        if row is not None:  # expired: forget it, then claim it afresh
+            db.session.execute(sa.delete(IdempotencyKey).where(
+                IdempotencyKey.id == row.id, IdempotencyKey.created_at < cutoff))
+            db.session.commit()
+            row = None
     order = row and row.order_number and db.session.query(Order).filter_by(order_number=row.order_number).one_or_none()
     if not order:
         raise ApiError(409, "idempotency_key_in_use", "a request with this Idempotency-Key is still running")

@@ -18,7 +18,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from flask import current_app
 
-from . import anomalies, audit, phones
+from . import anomalies, audit, database, phones
 from .clients import unitel
 from .clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
 from .extensions import db
@@ -49,17 +49,21 @@ def _load(order_number):
 
 def _transition(order, expect_statuses, values, extra_where=()):
     """One conditional UPDATE from `order.version`; True when this process won."""
-    now = utcnow()
-    result = db.session.execute(
-        sa.update(Order)
-        .where(Order.order_number == order.order_number,
-               Order.version == order.version,
-               Order.recharge_status.in_(expect_statuses),
-               *extra_where)
-        .values(version=Order.version + 1, updated_at=now, **values)
-        .execution_options(synchronize_session=False))
-    db.session.commit()
-    won = result.rowcount == 1
+    def unit():
+        result = db.session.execute(
+            sa.update(Order)
+            .where(Order.order_number == order.order_number,
+                   Order.version == order.version,
+                   Order.recharge_status.in_(expect_statuses),
+                   *extra_where)
+            .values(version=Order.version + 1, updated_at=utcnow(), **values)
+            .execution_options(synchronize_session=False))
+        db.session.commit()
+        return result.rowcount
+
+    # Safe to repeat: if a commit's answer was lost, the repeat matches nothing (the
+    # version moved) and we log a lost race; the sweep's status query then settles it.
+    won = database.run_unit(_settings(), unit, "recharge_transition") == 1
     if won:
         order.version += 1
         for k, v in values.items():

@@ -28,11 +28,11 @@ from datetime import timedelta
 import sqlalchemy as sa
 from flask import current_app
 
-from . import payments, recharge
+from . import limits, orders, payments, recharge
 from .clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
 from .extensions import db
 from .logs import event
-from .models import Order
+from .models import IdempotencyKey, Order
 from .timeutil import utcnow
 
 log = logging.getLogger("elife.sweep")
@@ -129,6 +129,7 @@ def run(settings=None):
         summary.by_selection[name] = counts
         if summary.stopped_early:
             break
+    _housekeeping(now)
     summary.seconds = time.monotonic() - started
     event(log, logging.INFO, "sweep_summary", summary.line()[len("sweep: "):],
           **{f"n_{k}": v for k, v in summary.by_selection.items()})
@@ -198,3 +199,15 @@ def _recover_lost_callback(number, summary):
         summary.flagged += 1
     else:
         summary.skipped += 1
+
+
+def _housekeeping(now):
+    """Drop ended abuse-limit windows and Idempotency-Keys past their 24 hours."""
+    try:
+        limits.purge_expired(now)
+        db.session.execute(sa.delete(IdempotencyKey).where(
+            IdempotencyKey.created_at < now - orders.IDEMPOTENCY_TTL))
+        db.session.commit()
+    except Exception:  # noqa: BLE001 -- housekeeping never fails a sweep
+        db.session.rollback()
+        log.exception("event=housekeeping_error")

@@ -26,7 +26,7 @@ ON_MYSQL = bool(TEST_DB_URL)
 mysql_only = pytest.mark.skipif(not ON_MYSQL, reason="MariaDB only: set ELIFE_TEST_DATABASE_URL")
 
 # Tables in delete order (children first); alembic_version is never touched.
-TABLES = ("idempotency_keys", "order_events", "operator_calls", "payment_notices", "orders",
+TABLES = ("rate_limits", "idempotency_keys", "order_events", "operator_calls", "payment_notices", "orders",
           "exchange_rates", "products", "users")
 
 
@@ -114,6 +114,11 @@ def settings_env(database_url, ports, log_dir):
         "DB_RETRY_DELAY": "50",
         "SWEEP_GRACE_SECONDS": "60",
         "SWEEP_STUCK_SECONDS": "300",
+        # Limits have their own tests; elsewhere a test may create many orders quickly.
+        "LIMIT_ORDERS_PER_MINUTE": "100000",
+        "LIMIT_ORDERS_PER_DAY": "100000",
+        "LIMIT_LOGINS_PER_MINUTE": "100000",
+        "LIMIT_PAYMENTS_PER_ORDER_HOUR": "100000",
     }
 
 

@@ -6,7 +6,8 @@ from ..auth import issue_token, user_for_openid
 from ..clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
 from ..errors import ApiError
 from ..logs import event
-from .common import json_object, string_field
+from .. import limits
+from .common import client_ip, json_object, string_field
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 log = logging.getLogger("elife.auth")
@@ -14,6 +15,7 @@ log = logging.getLogger("elife.auth")
 
 @bp.post("/login")
 def login():
+    limits.logins_by_address(client_ip())
     code = string_field(json_object(), "code", 128)
     try:
         openid = WeChatClient(current_app.config["SETTINGS"]).code2session(code)

@@ -1,6 +1,6 @@
 from flask import Blueprint, jsonify, request
 
-from .. import orders, payments
+from .. import limits, orders, payments
 from ..auth import current_user
 from .common import client_ip, json_object, order_number_or_404, string_field
 
@@ -12,6 +12,7 @@ def create():
     user = current_user()
     number = order_number_or_404(string_field(json_object(), "orderNumber", 32))
     order = orders.get_own(user, number)
+    limits.payments_by_order(order.order_number)
     params = payments.create_payment(order, user.openid, client_ip())
     return jsonify({"orderNumber": order.order_number, "totalFee": order.total_fee, "payment": params})
 
