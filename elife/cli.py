@@ -39,5 +39,45 @@ def report_command(as_json, hours, days):
     sys.exit(2 if rep["alert"] else 0)
 
 
+@elife_cli.command("check-schema")
+def check_schema_command():
+    """Say what the database lacks against this code (exit 1 if anything)."""
+    from .schema_check import problems
+    found = problems()
+    for p in found:
+        click.echo(f"schema: {p}")
+    if found:
+        sys.exit(1)
+    click.echo("schema: ok (migrations at head; every column and index present)")
+
+
+@elife_cli.command("incident")
+@click.option("--since", required=True, help="UTC time of the deploy, e.g. '2026-01-18 10:00'")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def incident_command(since, as_json):
+    """Scope an incident: orders paid since SINCE, by state; anything sent twice (exit 2)."""
+    from datetime import datetime
+
+    from . import reports
+    try:
+        when = datetime.fromisoformat(since.replace("T", " ").rstrip("Z"))
+    except ValueError:
+        raise click.BadParameter("use a UTC time such as '2026-01-18 10:00'", param_hint="--since")
+    scope = reports.incident_scope(when)
+    dupes = [d for d in scope["duplicateSubmits"] if not d["explained"]]
+    if as_json:
+        click.echo(json.dumps(scope, ensure_ascii=False, indent=2))
+    else:
+        click.echo(f"incident scope: orders paid since {scope['since']}")
+        for row in scope["byStatus"]:
+            click.echo(f"  {row['paymentStatus']:<9} {row['rechargeStatus']:<11} {row['count']:>7}")
+        click.echo(f"  flagged for a person: {scope['flagged']}")
+        for d in scope["duplicateSubmits"]:
+            how = "one allowed resubmit after 'not found'" if d["explained"] else "SENT TWICE"
+            click.echo(f"  {d['orderNumber']} msisdn {d['msisdn']}: {d['submits']} submits ({how})")
+        click.echo(f"  orders sent to the operator twice without cause: {len(dupes)}")
+    sys.exit(2 if dupes else 0)
+
+
 def register(app):
     app.cli.add_command(elife_cli)

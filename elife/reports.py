@@ -165,3 +165,49 @@ def as_table(rep):
                  f"delay: {pc['delayMinutes']} min   unknown/processing: {pc['unclearCount']}")
     lines.append("\nALERT: a threshold is crossed" if rep["alert"] else "\nall within thresholds")
     return "\n".join(lines)
+
+
+# -- incidents (the seed's emergency response and duplicate-recharge runbook) -------------
+
+def duplicate_submits(since=None):
+    """Was any order sent to the operator twice? One query on the audit table.
+
+    A `resubmit` row is the one second request the design allows (after the status query
+    said the first never arrived); it is listed so a person can see it, and marked."""
+    from .models import OperatorCall
+    q = (sa.select(OperatorCall.order_number, OperatorCall.msisdn, sa.func.count(),
+                   sa.func.sum(sa.case((OperatorCall.kind == "resubmit", 1), else_=0)))
+         .where(OperatorCall.kind.in_(("submit", "resubmit")))
+         .group_by(OperatorCall.order_number, OperatorCall.msisdn)
+         .having(sa.func.count() > 1))
+    if since is not None:
+        q = q.where(OperatorCall.created_at >= since)
+    rows = db.session.execute(q).all()
+    db.session.commit()
+    return [{"orderNumber": n, "msisdn": m, "submits": c, "resubmits": int(r or 0),
+             "explained": int(r or 0) == c - 1 and c == 2} for n, m, c, r in rows]
+
+
+def incident_scope(since):
+    """The seed's step 2 of the emergency response: every order paid since `since`
+    (a deploy time), by state, with anything sent twice and anything flagged."""
+    from .phones import mask
+    status_rows = db.session.execute(
+        sa.select(Order.payment_status, Order.recharge_status, sa.func.count())
+        .where(Order.paid_at >= since)
+        .group_by(Order.payment_status, Order.recharge_status)).all()
+    orders = db.session.execute(
+        sa.select(Order.order_number, Order.phone_number, Order.total_fee, Order.paid_at,
+                  Order.payment_status, Order.recharge_status, Order.submit_count, Order.anomaly_reason)
+        .where(Order.paid_at >= since).order_by(Order.paid_at).limit(10000)).all()
+    db.session.commit()
+    return {
+        "since": iso(since),
+        "byStatus": [{"paymentStatus": p, "rechargeStatus": r, "count": n} for p, r, n in status_rows],
+        "orders": [{"orderNumber": o.order_number, "phone": mask(o.phone_number), "totalFee": o.total_fee,
+                    "paidAt": iso(o.paid_at), "paymentStatus": o.payment_status,
+                    "rechargeStatus": o.recharge_status, "submits": o.submit_count,
+                    "anomalyReason": o.anomaly_reason} for o in orders],
+        "duplicateSubmits": duplicate_submits(since),
+        "flagged": sum(1 for o in orders if o.anomaly_reason),
+    }

@@ -1,0 +1,22 @@
+// PM2: `pm2 start deploy/ecosystem.config.js` from the checkout; then the seed's own
+// commands work as written: `pm2 logs elife-backend`, `pm2 stop elife-backend`.
+// gunicorn reads PORT and the rest from .env (elife/config.py); logs also go to logs/.
+const path = require("path");
+const root = path.resolve(__dirname, "..");
+
+module.exports = {
+  apps: [
+    {
+      name: "elife-backend",
+      cwd: root,
+      script: path.join(root, ".venv/bin/gunicorn"),
+      args: "wsgi:app -c gunicorn.conf.py",
+      interpreter: "none",
+      env: { ELIFE_ENV: "production" },
+      autorestart: true,
+      kill_timeout: 25000, // gunicorn's graceful_timeout is 20 s
+      max_restarts: 20,
+      min_uptime: "10s",
+    },
+  ],
+};
