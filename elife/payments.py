@@ -23,7 +23,15 @@ log = logging.getLogger("elife.payments")
 
 OK = {"errcode": 0, "errmsg": "OK"}
 RETRY = {"errcode": 1, "errmsg": "try again later"}
+# A notice failing several checks is flagged under the one a person must see first: a
+# wrong amount matters more than a missing field that WeChat always sends.
+REASON_PRIORITY = ("amount_mismatch", "attach_mismatch", "out_trade_no_mismatch", "payment_not_success")
 PLATFORM_HEADERS = ("X-WX-SOURCE", "X-WX-OPENID", "X-WX-APPID", "X-WX-ENV", "X-Forwarded-For", "User-Agent")
+# payment_notices.body/headers are TEXT (65,535 bytes on MySQL). A WeChat notice is about
+# 1 KB; keep the first 16,000 bytes of anything larger (at most 48,000 once decoded with
+# replacement characters) and say so, rather than fail the insert with a 500.
+NOTICE_BODY_CAP = 16_000
+NOTICE_HEADER_CAP = 512
 
 
 def _settings():
@@ -61,10 +69,13 @@ def create_payment(order, openid, client_ip):
 
 def handle_callback(url_order_number, raw_body, headers):
     """Returns (http_status, json). Every notice is recorded before anything is decided."""
+    body = raw_body[:NOTICE_BODY_CAP].decode("utf-8", "replace")
+    if len(raw_body) > NOTICE_BODY_CAP:
+        body += f"...[truncated: {len(raw_body)} bytes in all]"
     notice = PaymentNotice(
         order_number=url_order_number[:64],
-        headers=json.dumps({h: headers.get(h) for h in PLATFORM_HEADERS if headers.get(h)}),
-        body=raw_body.decode("utf-8", "replace"))
+        headers=json.dumps({h: headers.get(h)[:NOTICE_HEADER_CAP] for h in PLATFORM_HEADERS if headers.get(h)}),
+        body=body)
     db.session.add(notice)
     db.session.commit()
     status, reply, decision, detail = _decide(url_order_number, raw_body, headers)
@@ -75,30 +86,33 @@ def handle_callback(url_order_number, raw_body, headers):
 
 
 def _decide(n, raw_body, headers):
+    shown = _short(n)  # the URL is the caller's: never write it into the log as it is
     try:
         body = json.loads(raw_body)
-    except (ValueError, UnicodeDecodeError):
-        event(log, logging.WARNING, "notice_malformed", order=n)
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
+        event(log, logging.WARNING, "notice_malformed", order=shown)
         return 400, _err("malformed_json", "the body is not valid JSON"), "malformed", None
     if not isinstance(body, dict) or "returnCode" not in body:
-        event(log, logging.WARNING, "notice_not_wechat", order=n)
+        event(log, logging.WARNING, "notice_not_wechat", order=shown)
         return 400, _err("not_a_notice", "this is not a WeChat Pay notice"), "not_a_notice", None
     if _settings().REQUIRE_WX_SOURCE and not headers.get("X-WX-SOURCE"):
-        event(log, logging.WARNING, "notice_not_from_platform", order=n)
+        event(log, logging.WARNING, "notice_not_from_platform", order=shown)
         return 403, _err("not_from_platform", "callbacks are accepted only through WeChat Cloud Hosting"), \
             "not_from_platform", None
 
     order = db.session.query(Order).filter_by(order_number=n).one_or_none()
     db.session.commit()
     if order is None:
-        event(log, logging.WARNING, "notice_unknown_order", order=n)
+        event(log, logging.WARNING, "notice_unknown_order", order=shown)
         return 200, OK, "unknown_order", None
 
     failures = check_notice(order, body)
     if failures:
         for key, phrase, detail in failures:
             event(log, logging.ERROR, key, phrase, order=n, **detail)
-        anomalies.flag(n, failures[0][0], {k: d for k, _, d in failures})
+        keys = [k for k, _, _ in failures]
+        reason = next(k for k in REASON_PRIORITY if k in keys)
+        anomalies.flag(n, reason, {k: d for k, _, d in failures})
         db.session.commit()
         return 200, OK, "rejected", json.dumps([f[0] for f in failures])
 
@@ -179,7 +193,10 @@ def _attach_order_number(attach):
 
 
 def _short(value):
+    """A received value as it may go into a log line: one line, printable, short."""
     s = repr(value) if not isinstance(value, str) else value
+    if not s.isprintable():
+        s = s.encode("unicode_escape").decode("ascii")
     return s[:64]
 
 

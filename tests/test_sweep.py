@@ -284,3 +284,16 @@ def test_flask_report_prints_and_alerts(app, ctx, settings_env):
     import json
     rep = json.loads(r.stdout)
     assert rep["pending"]["pendingCount"] == 11 and rep["pending"]["alert"] is True
+
+
+def test_trade_refunded_at_wechat_is_never_marked_paid(app, ctx, client, customer, sandbox):
+    """A trade refunded out of band (say, from the merchant platform) before its lost
+    callback was recovered: the sweep must not mark it paid and top the number up."""
+    from elife.clients.wechat import WeChatClient
+    n = _paid_order(client, customer, sandbox, notify=False)
+    WeChatClient(app.config["SETTINGS"]).refund(order_number=n, total_fee=order_row(n)["total_fee"],
+                                                reason="out of band")
+    _set(n, payment_created_at=utcnow() - LONG_AGO)
+    s = sweep.run()
+    assert order_row(n)["payment_status"] == "unpaid" and sandbox.submits_for(n) == []
+    assert s.skipped == 1

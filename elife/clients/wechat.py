@@ -40,7 +40,9 @@ class Trade:
 
     @property
     def paid(self):
-        return self.state in ("SUCCESS", "REFUND")
+        # Only SUCCESS: a trade already refunded at WeChat (REFUND) must never be
+        # marked paid and recharged by a late notice or the lost-callback sweep.
+        return self.state == "SUCCESS"
 
 
 class WeChatClient:
