@@ -24,20 +24,18 @@ def problems():
     return out
 
 
+_WORDS = {"add": "missing", "remove": "unexpected"}
+
+
 def _describe(diff):
     if isinstance(diff, list):  # column modifications come as a list of tuples
         return "; ".join(_describe(d) for d in diff)
-    kind = diff[0]
-    if kind == "add_column":
-        return f"missing column {diff[2]}.{diff[3].name}"
-    if kind == "remove_column":
-        return f"unexpected column {diff[2]}.{diff[3].name}"
-    if kind == "add_index":
-        return f"missing index {diff[1].name} on {diff[1].table.name}"
-    if kind == "remove_index":
-        return f"unexpected index {diff[1].name} on {diff[1].table.name}"
-    if kind == "add_table":
-        return f"missing table {diff[1].name}"
-    if kind == "remove_table":
-        return f"unexpected table {diff[1].name}"
+    verb, _, kind = diff[0].partition("_")
+    word = _WORDS.get(verb)
+    if word and kind == "column":
+        return f"{word} column {diff[2]}.{diff[3].name}"
+    if word and kind == "index":
+        return f"{word} index {diff[1].name} on {diff[1].table.name}"
+    if word and kind == "table":
+        return f"{word} table {diff[1].name}"
     return f"schema differs: {diff!r}"[:300]

@@ -5,6 +5,7 @@ from flask_migrate import downgrade, upgrade
 
 from conftest import mysql_only
 from elife.extensions import db
+from elife.schema_check import problems
 
 
 @pytest.fixture
@@ -39,9 +40,13 @@ def test_downgrade_to_v1_and_up_again(migrating_app):
     db.engine.dispose()
     assert not set(seed_fields) & set(_columns())
     assert not set(seed_indexes) & _indexes()
+    said = problems()  # flask elife check-schema names what the rollback removed
+    assert any("database is at 0001_v1_schema" in p for p in said)
+    assert "missing column orders.version" in said and "missing index idx_anomaly_reason on orders" in said
     upgrade()
     db.engine.dispose()
     assert set(seed_fields) <= set(_columns()) and set(seed_indexes) <= _indexes()
+    assert problems() == []
 
 
 @mysql_only
