@@ -45,9 +45,9 @@ def current_user():
     if "user" in g:
         return g.user
     s = current_app.config["SETTINGS"]
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        g.user = _user_from_token(header[len("Bearer "):].strip(), s.TOKEN_TTL_SECONDS)
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():  # RFC 7235: the scheme is case-insensitive
+        g.user = _user_from_token(token.strip(), s.TOKEN_TTL_SECONDS)
         return g.user
     openid = request.headers.get("X-WX-OPENID", "")
     if s.TRUST_WX_HEADERS and openid:

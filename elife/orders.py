@@ -38,12 +38,20 @@ def create(user, *, phone_number, operator, recharge_type, product_code, idempot
     try:
         pr = price(product.price_tg, active_rate())
     except PricingError as e:
-        raise ApiError(409, e.code, e.message) from None
+        # No rate is our configuration (503, as GET /products says); a product that
+        # would cost nothing is this product (409).
+        raise ApiError(503 if e.code == "no_exchange_rate" else 409, e.code, e.message) from None
 
     limits.orders_by_user(user.id)  # counts valid creates only; commits its own counter
     if idempotency_key:
         existing = _claim_idempotency_key(user.id, idempotency_key)
         if existing is not None:
+            asked = (number, operator, recharge_type, product.product_code)
+            had = (existing.phone_number, existing.product_operator, existing.recharge_type,
+                   existing.product_code)
+            if asked != had:
+                raise ApiError(422, "idempotency_key_reused",
+                               "this Idempotency-Key was used for a different order")
             return existing, False
 
     order = Order(

@@ -77,6 +77,6 @@ def _int_arg(name, default, lo, hi):
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or len(raw) > 19 or not lo <= int(raw) <= hi:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or not lo <= int(raw) <= hi:
         raise ApiError(400, "invalid_parameter", f"{name} must be a whole number from {lo} to {hi}")
     return int(raw)
