@@ -87,3 +87,9 @@ def test_concurrent_hits_are_all_counted(app):
     for t in threads:
         t.join()
     assert sorted(results) == ["429"] * 3 + ["ok"] * 5
+
+
+def test_admin_logins_count_against_the_address(limited, ctx):
+    client = limited(LIMIT_LOGINS_PER_MINUTE=2)
+    codes = [client.post("/admin/login", data={"token": "guess"}).status_code for _ in range(3)]
+    assert codes == [403, 403, 429]

@@ -1,23 +1,303 @@
-"""The operator's page. Every route needs `Authorization: Bearer <ADMIN_TOKEN>`."""
-import hmac
+"""The operator's page: the four reports with charts, the anomalies with their audit
+trail, and the actions a person may take on an order.
 
-from flask import Blueprint, current_app, jsonify, request
+Who gets in:
+- API clients: `Authorization: Bearer <ADMIN_TOKEN>` (401 without it, 403 when wrong);
+- browsers: the cookie set by POST /admin/login (see admin_session.py); a form posted
+  with the cookie must carry its CSRF token, or it is a 403.
+Without either, a 401: a JSON error, or the login page when the request prefers HTML.
 
-from ..errors import ApiError
+Actions never change an order's state themselves: "ask the operator again" and "refund"
+go through recharge.py, "mark resolved" through anomalies.resolve. Each leaves an
+order_events row with who (admin, or admin:<name>) and why (the note).
+"""
+import logging
+import secrets
+
+from flask import (Blueprint, g, jsonify, make_response, redirect, render_template,
+                   request, url_for)
+
+from .. import admin_data, admin_session, anomalies, audit, charts, limits, recharge, reports
+from ..errors import ApiError, error_response
+from ..extensions import db
+from ..logs import event
+from ..timeutil import iso, utcnow
+from .common import client_ip, int_arg, order_number_or_404
+
+log = logging.getLogger("elife.admin")
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
+NOTE_MAX = 1000
+OPEN_ENDPOINTS = ("admin.login_form", "admin.login")
+WWW_AUTHENTICATE = 'Bearer realm="elife-admin"'
+
+
+def prefers_html():
+    return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
+
+
+# -- who gets in -----------------------------------------------------------------------------
 
 @bp.before_request
 def require_admin():
-    expected = current_app.config["SETTINGS"].ADMIN_TOKEN
+    g.csp_nonce = secrets.token_urlsafe(12)
+    g.admin_session = None
+    if request.endpoint in OPEN_ENDPOINTS:
+        return None
     header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer "):
-        raise ApiError(401, "missing_token", "Authorization: Bearer <ADMIN_TOKEN> is required")
-    if not expected or not hmac.compare_digest(header[len("Bearer "):].strip().encode(), expected.encode()):
+    if header.startswith("Bearer "):
+        if not admin_session.token_matches(header[len("Bearer "):].strip()):
+            raise ApiError(403, "forbidden", "this token may not use the admin page")
+        return None
+    session = admin_session.read_cookie(request.cookies.get(admin_session.COOKIE_NAME))
+    if session is None:
+        raise ApiError(401, "missing_token", "Authorization: Bearer <ADMIN_TOKEN> is required",
+                       {"WWW-Authenticate": WWW_AUTHENTICATE})
+    g.admin_session = session
+    if request.method not in ("GET", "HEAD", "OPTIONS") and \
+            not admin_session.csrf_ok(session, request.form.get("csrf_token")):
+        event(log, logging.WARNING, "admin_csrf_rejected", path=request.path, ip=client_ip())
+        raise ApiError(403, "csrf_failed", "this form is stale or did not come from the admin page; "
+                                           "reload the page and try again")
+    return None
+
+
+@bp.errorhandler(ApiError)
+def admin_error(e):
+    """Errors on /admin: JSON for API clients; a page for browsers (the login page for a 401)."""
+    if not prefers_html():
+        return error_response(e.status, e.code, e.message, e.headers)
+    if e.status == 401:
+        target = request.full_path.rstrip("?") if request.method == "GET" else url_for("admin.index")
+        resp = make_response(_login_page(next_url=target), 401)
+    else:
+        resp = make_response(render_template("admin/error.html", status=e.status, code=e.code,
+                                             message=e.message), e.status)
+    for k, v in e.headers.items():
+        resp.headers[k] = v
+    return resp
+
+
+@bp.after_request
+def admin_headers(resp):
+    """Nothing on these pages is cached, framed, or loaded from elsewhere."""
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["X-Frame-Options"] = "DENY"
+    resp.headers["Referrer-Policy"] = "no-referrer"
+    if resp.mimetype == "text/html":
+        resp.headers["Content-Security-Policy"] = (
+            f"default-src 'none'; style-src 'nonce-{g.get('csp_nonce', '')}'; "
+            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+    return resp
+
+
+@bp.context_processor
+def _template_globals():
+    session = g.get("admin_session")
+    return {
+        "csp_nonce": g.get("csp_nonce", ""),
+        "csrf_token": admin_session.csrf_token(session) if session else "",
+        "admin_name": session["name"] if session else "",
+        "logged_in_by_cookie": session is not None,
+    }
+
+
+@bp.app_template_filter("utc")
+def _utc(value):
+    """A stored (naive UTC) time as the reports show it: 2026-01-18T10:00:00.123Z."""
+    return iso(value) if value is not None else ""
+
+
+# -- logging in from a browser ---------------------------------------------------------------
+
+def _login_page(error=None, next_url=None):
+    return render_template("admin/login.html", error=error,
+                           next_url=admin_session.safe_next(next_url or request.args.get("next")))
+
+
+@bp.get("/login")
+def login_form():
+    return _login_page()
+
+
+@bp.post("/login")
+def login():
+    limits.logins_by_address(client_ip())  # a guessed admin token costs a login attempt
+    token = request.form.get("token", "")
+    next_url = admin_session.safe_next(request.form.get("next"))
+    if not admin_session.token_matches(token.strip()):
+        event(log, logging.WARNING, "admin_login_failed", ip=client_ip())
+        if prefers_html():
+            return _login_page(error="That is not the admin token.", next_url=next_url), 403
         raise ApiError(403, "forbidden", "this token may not use the admin page")
+    name = admin_session.clean_name(request.form.get("name", ""))
+    resp = redirect(next_url, 303)
+    resp.set_cookie(admin_session.COOKIE_NAME, admin_session.new_cookie_value(name),
+                    max_age=admin_session.MAX_AGE, path=admin_session.COOKIE_PATH,
+                    httponly=True, samesite="Strict", secure=_secure_request())
+    event(log, logging.INFO, "admin_login", actor=admin_session.actor_for(name), ip=client_ip())
+    return resp
+
+
+@bp.post("/logout")
+def logout():
+    resp = redirect(url_for("admin.login_form"), 303)
+    resp.delete_cookie(admin_session.COOKIE_NAME, path=admin_session.COOKIE_PATH,
+                       httponly=True, samesite="Strict", secure=_secure_request())
+    if g.admin_session:
+        event(log, logging.INFO, "admin_logout", actor=admin_session.actor_for(g.admin_session["name"]),
+              ip=client_ip())
+    return resp
+
+
+def _secure_request():
+    return request.is_secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+
+
+# -- the pages -------------------------------------------------------------------------------
+
+def _window():
+    return int_arg("hours", 24, 1, 24 * 30), int_arg("days", 7, 1, 90)
 
 
 @bp.get("")
 def index():
-    return jsonify({"status": "ok"})
+    hours, days = _window()
+    now = utcnow()
+    rep = reports.all_reports(hours=hours, days=days, now=now)
+    items, total = admin_data.anomalies()
+    return render_template("admin/index.html", rep=rep, charts=charts.all_charts(rep, now.date()),
+                           anomalies=items, anomaly_total=total, hours=hours, days=days,
+                           message=admin_session.read_message(request.args.get("m")))
+
+
+@bp.get("/reports.json")
+def reports_json():
+    hours, days = _window()
+    return jsonify(reports.all_reports(hours=hours, days=days))
+
+
+@bp.get("/orders/<order_number>")
+def order_detail(order_number):
+    detail = _detail_or_404(order_number)
+    return render_template("admin/order.html", d=detail, o=detail["order"],
+                           message=admin_session.read_message(request.args.get("m")))
+
+
+def _detail_or_404(order_number):
+    detail = admin_data.order_detail(order_number_or_404(order_number))
+    if detail is None:
+        raise ApiError(404, "order_not_found", "no such order")
+    return detail
+
+
+# -- the actions -----------------------------------------------------------------------------
+
+def _actor():
+    return admin_session.actor_for(request.form.get("name", ""))
+
+
+def _note(required):
+    note = request.form.get("note", "").strip()
+    if required and not note:
+        raise _Refused(400, "missing_note", "write a note: why is this resolved?")
+    if len(note) > NOTE_MAX:
+        raise _Refused(400, "note_too_long", f"the note is longer than {NOTE_MAX} characters")
+    return note
+
+
+class _Refused(Exception):
+    """An action that was not carried out: a JSON error for API clients, a message on
+    the order's page for a browser."""
+
+    def __init__(self, status, code, message):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _back(n, text, kind="ok"):
+    return redirect(url_for("admin.order_detail", order_number=n,
+                            m=admin_session.sign_message(text, kind)), 303)
+
+
+def _action(order_number, name, run):
+    """Run one action on an order and record it; `run(order, actor, note)` returns the
+    message to show, or raises _Refused."""
+    n = order_number_or_404(order_number)
+    detail = _detail_or_404(n)
+    actor = _actor()
+    try:
+        text = run(detail, actor)
+    except _Refused as r:
+        if prefers_html():
+            return _back(n, r.message, "error")
+        raise ApiError(r.status, r.code, r.message) from None
+    event(log, logging.INFO, "admin_action", order=n, action=name, actor=actor)
+    return _back(n, text)
+
+
+def _record(n, name, actor, note, outcome):
+    """The audit row: who did what, why (the note), and what came of it."""
+    audit.record_event(n, name, actor, f"{note}\n{outcome}" if note else outcome)
+    db.session.commit()
+
+
+def _run_recorded(n, name, actor, note, fn):
+    """Call into the state machine; the audit row is written whatever happens."""
+    try:
+        fn()
+    except Exception as exc:
+        db.session.rollback()
+        _record(n, name, actor, note, f"error: {type(exc).__name__}")
+        raise
+    payment, recharge_status, reason = admin_data.order_state(n)
+    outcome = f"now: payment {payment}, recharge {recharge_status}" + (f", anomaly {reason}" if reason else "")
+    _record(n, name, actor, note, outcome)
+    return outcome
+
+
+@bp.post("/orders/<order_number>/reconcile")
+def act_reconcile(order_number):
+    def run(detail, actor):
+        note = _note(required=False)
+        o = detail["order"]
+        if not detail["canReconcile"]:
+            raise _Refused(409, "not_reconcilable",
+                           f"only an unknown or processing recharge can be asked about; this one is {o.recharge_status}")
+        outcome = _run_recorded(o.order_number, "admin_reconcile", actor, note,
+                                lambda: recharge.reconcile(o.order_number, actor, force=True))
+        return f"Asked the operator again; {outcome}."
+    return _action(order_number, "reconcile", run)
+
+
+@bp.post("/orders/<order_number>/refund")
+def act_refund(order_number):
+    def run(detail, actor):
+        note = _note(required=False)
+        o = detail["order"]
+        if not detail["canRefund"]:
+            raise _Refused(409, "not_refundable", "only a paid order whose recharge failed can be refunded; "
+                                                  f"this one is {o.payment_status}, recharge {o.recharge_status}")
+        outcome = _run_recorded(o.order_number, "admin_refund", actor, note,
+                                lambda: recharge.refund(o.order_number, actor))
+        return f"Refund asked of WeChat; {outcome}."
+    return _action(order_number, "refund", run)
+
+
+@bp.post("/orders/<order_number>/resolve")
+def act_resolve(order_number):
+    def run(detail, actor):
+        note = _note(required=True)
+        o = detail["order"]
+        if not detail["canResolve"]:
+            raise _Refused(409, "nothing_to_resolve", "this order has no open anomaly")
+        seen = request.form.get("reason") or None
+        if not anomalies.resolve(o.order_number, actor, note, expected_reason=seen):
+            db.session.rollback()
+            raise _Refused(409, "anomaly_changed", "the anomaly changed since the page was loaded; "
+                                                   "look at it again")
+        db.session.commit()
+        return "Marked resolved."
+    return _action(order_number, "resolve", run)

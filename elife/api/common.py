@@ -58,3 +58,14 @@ def client_ip():
     if current_app.config["SETTINGS"].TRUST_WX_HEADERS:
         addr = request.headers.get("X-Forwarded-For", "").split(",")[0].strip() or addr
     return addr[:45]
+
+
+def int_arg(name, default, lo, hi):
+    """A whole-number query parameter in [lo, hi], or a 400 (ASCII digits only: '²' and
+    '５' pass str.isdigit but are not numbers a client means)."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or not lo <= int(raw) <= hi:
+        raise ApiError(400, "invalid_parameter", f"{name} must be a whole number from {lo} to {hi}")
+    return int(raw)

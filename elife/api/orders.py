@@ -6,7 +6,7 @@ from .. import catalog, orders
 from ..auth import current_user
 from ..errors import ApiError
 from ..pricing import PricingError
-from .common import json_object, order_number_or_404, string_field
+from .common import int_arg, json_object, order_number_or_404, string_field
 
 bp = Blueprint("orders", __name__)
 
@@ -52,8 +52,8 @@ def create_order():
 @bp.get("/orders")
 def list_orders():
     user = current_user()
-    limit = _int_arg("limit", 20, 1, MAX_LIMIT)
-    cursor = _int_arg("cursor", None, 1, 2**62)
+    limit = int_arg("limit", 20, 1, MAX_LIMIT)
+    cursor = int_arg("cursor", None, 1, 2**62)
     rows, next_cursor = orders.list_own(user, limit, cursor)
     return jsonify({"orders": [orders.as_json(o) for o in rows], "nextCursor": next_cursor})
 
@@ -71,12 +71,3 @@ def _filter(name):
     if not _NAME.fullmatch(value):
         raise ApiError(400, "invalid_filter", f"{name} must be an upper-case name such as UNITEL or VOICE")
     return value
-
-
-def _int_arg(name, default, lo, hi):
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or not lo <= int(raw) <= hi:
-        raise ApiError(400, "invalid_parameter", f"{name} must be a whole number from {lo} to {hi}")
-    return int(raw)

@@ -1,0 +1,69 @@
+"""What the operator's page reads: the anomaly list and one order with its audit trail.
+Read-only; every list is bounded and walks an index (idx_anomaly_reason, and the
+order_number indexes of the audit tables)."""
+import sqlalchemy as sa
+
+from . import phones
+from .extensions import db
+from .models import OperatorCall, Order, OrderEvent, PaymentNotice
+from .timeutil import iso
+
+ANOMALY_LIST_LIMIT = 100
+TRAIL_LIMIT = 200
+
+
+def anomalies(limit=None):
+    """Orders with anomaly_reason set, newest first, at most `limit` (ANOMALY_LIST_LIMIT);
+    and how many in all."""
+    limit = limit or ANOMALY_LIST_LIMIT
+    flagged = Order.anomaly_reason.is_not(None)
+    rows = db.session.execute(
+        sa.select(Order.order_number, Order.created_at, Order.phone_number, Order.payment_status,
+                  Order.recharge_status, Order.anomaly_reason, Order.total_fee, Order.updated_at)
+        .where(flagged).order_by(Order.created_at.desc(), Order.id.desc()).limit(limit)).all()
+    total = db.session.execute(sa.select(sa.func.count()).select_from(Order).where(flagged)).scalar()
+    db.session.commit()
+    items = [{
+        "orderNumber": r.order_number, "createdAt": iso(r.created_at), "updatedAt": iso(r.updated_at),
+        "phone": phones.mask(r.phone_number), "paymentStatus": r.payment_status,
+        "rechargeStatus": r.recharge_status, "anomalyReason": r.anomaly_reason, "totalFee": r.total_fee,
+    } for r in rows]
+    return items, total
+
+
+def order_state(order_number):
+    """(payment_status, recharge_status, anomaly_reason) as stored now."""
+    row = db.session.execute(sa.select(Order.payment_status, Order.recharge_status, Order.anomaly_reason)
+                             .where(Order.order_number == order_number)).one()
+    db.session.commit()
+    return row
+
+
+def order_detail(order_number):
+    """The order, its payment notices, operator calls and order events (oldest first, the
+    latest TRAIL_LIMIT of each); None when there is no such order."""
+    order = db.session.query(Order).filter_by(order_number=order_number).one_or_none()
+    if order is None:
+        db.session.commit()
+        return None
+    db.session.expunge(order)
+
+    def latest(model, limit=TRAIL_LIMIT):
+        rows = db.session.execute(sa.select(model).where(model.order_number == order_number)
+                                  .order_by(model.id.desc()).limit(limit)).scalars().all()
+        return list(reversed(rows))
+
+    notices, calls, events = latest(PaymentNotice), latest(OperatorCall), latest(OrderEvent)
+    for row in (*notices, *calls, *events):
+        db.session.expunge(row)
+    db.session.commit()
+    return {
+        "order": order,
+        "phone": phones.mask(order.phone_number),
+        "notices": notices,
+        "calls": calls,
+        "events": events,
+        "canReconcile": order.recharge_status in ("unknown", "processing"),
+        "canRefund": order.payment_status == "paid" and order.recharge_status == "failed",
+        "canResolve": order.anomaly_reason is not None,
+    }

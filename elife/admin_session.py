@@ -1,0 +1,130 @@
+"""Who may use /admin, for browsers: the login cookie, its CSRF tokens and signed page
+messages. API clients send `Authorization: Bearer <ADMIN_TOKEN>` instead and need none
+of this.
+
+The cookie holds an itsdangerous-signed value (keyed by SECRET_KEY, salt "elife.admin",
+valid 12 hours): a random session id, the name the operator typed (for the audit
+trail), and a fingerprint of ADMIN_TOKEN, so that changing ADMIN_TOKEN ends every
+browser session. A CSRF token is the session id signed again under its own salt: a form
+posted with the cookie must carry the token made for that cookie.
+"""
+import hashlib
+import hmac
+import re
+import secrets
+
+from flask import current_app
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+COOKIE_NAME = "elife_admin"
+COOKIE_PATH = "/admin"
+MAX_AGE = 12 * 3600
+MESSAGE_MAX_AGE = 10 * 60
+NAME_MAX = 40
+
+_SALT = "elife.admin"
+_CSRF_SALT = "elife.admin.csrf"
+_MESSAGE_SALT = "elife.admin.message"
+_NAME_OK = re.compile(r"[^\W_][\w .@'-]*", re.UNICODE)
+
+
+def _settings():
+    return current_app.config["SETTINGS"]
+
+
+def _serializer(salt):
+    return URLSafeTimedSerializer(_settings().SECRET_KEY, salt=salt)
+
+
+def token_matches(given):
+    """Constant-time comparison with ADMIN_TOKEN; an unset ADMIN_TOKEN matches nothing."""
+    expected = _settings().ADMIN_TOKEN
+    if not expected or not isinstance(given, str):
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _token_fingerprint():
+    """Not the token, nor a plain hash of it: an HMAC under SECRET_KEY."""
+    s = _settings()
+    return hmac.new(s.SECRET_KEY.encode(), s.ADMIN_TOKEN.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def clean_name(raw):
+    """The operator's name as typed, tidied for the audit trail; '' when unusable."""
+    name = " ".join(str(raw or "").split())[:NAME_MAX]
+    return name if _NAME_OK.fullmatch(name) else ""
+
+
+def actor_for(name):
+    name = clean_name(name)
+    return f"admin:{name}" if name else "admin"
+
+
+# -- the login cookie ------------------------------------------------------------------------
+
+def new_cookie_value(name=""):
+    return _serializer(_SALT).dumps({"sid": secrets.token_urlsafe(18), "name": clean_name(name),
+                                     "key": _token_fingerprint()})
+
+
+def read_cookie(value):
+    """The session for a cookie value, or None when it is missing, forged, expired or
+    was issued for another ADMIN_TOKEN."""
+    if not value or not _settings().ADMIN_TOKEN:
+        return None
+    try:
+        data = _serializer(_SALT).loads(value, max_age=MAX_AGE)
+    except BadSignature:  # SignatureExpired is a BadSignature
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("sid"), str):
+        return None
+    if not hmac.compare_digest(str(data.get("key", "")), _token_fingerprint()):
+        return None
+    return {"sid": data["sid"], "name": clean_name(data.get("name", ""))}
+
+
+# -- CSRF ------------------------------------------------------------------------------------
+
+def csrf_token(session):
+    return _serializer(_CSRF_SALT).dumps(session["sid"])
+
+
+def csrf_ok(session, token):
+    if not session or not token or not isinstance(token, str):
+        return False
+    try:
+        sid = _serializer(_CSRF_SALT).loads(token, max_age=MAX_AGE)
+    except BadSignature:
+        return False
+    return isinstance(sid, str) and hmac.compare_digest(sid, session["sid"])
+
+
+# -- messages shown after a redirect ---------------------------------------------------------
+
+def sign_message(text, kind="ok"):
+    """A message for the page we redirect to, signed so that nobody can make the admin
+    page say something of their own through a link."""
+    return _serializer(_MESSAGE_SALT).dumps({"t": str(text)[:500], "k": "error" if kind == "error" else "ok"})
+
+
+def read_message(value):
+    if not value:
+        return None
+    try:
+        data = _serializer(_MESSAGE_SALT).loads(value, max_age=MESSAGE_MAX_AGE)
+    except BadSignature:
+        return None
+    if not isinstance(data, dict):
+        return None
+    return {"text": str(data.get("t", "")), "kind": data.get("k", "ok")}
+
+
+def safe_next(target):
+    """Where to go after logging in: only a path inside /admin, never another site."""
+    if (isinstance(target, str) and (target == COOKIE_PATH or target.startswith(COOKIE_PATH + "/")
+                                     or target.startswith(COOKIE_PATH + "?"))
+            and "//" not in target and "\\" not in target and ".." not in target and target.isprintable()
+            and len(target) <= 300):
+        return target
+    return COOKIE_PATH
