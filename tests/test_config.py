@@ -71,3 +71,20 @@ def test_env_example_lists_every_setting():
     text = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
     missing = [f.name for f in fields(Settings) if f"{f.name}=" not in text]
     assert missing == []
+
+
+def test_production_start_without_settings_is_one_clear_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    repo = Path(__file__).resolve().parent.parent
+    env = {"PATH": os.environ["PATH"], "ELIFE_ENV": "production", "FLASK_APP": "wsgi",
+           "WECHAT_APPID": "wx", "HOME": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "flask", "elife", "sweep"], cwd=repo, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith("elife: cannot start: missing required settings: DATABASE_URL, SECRET_KEY")
+    assert "UNITEL_PASSWORD" in line and "WECHAT_APPID" not in line

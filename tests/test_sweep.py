@@ -241,16 +241,24 @@ def test_sweep_exits_nonzero_only_when_it_cannot_run(settings_env):
 def test_crontab_line_runs_the_sweep_as_cron_would(app, ctx, sandbox, settings_env, tmp_path):
     [n] = _bulk_due_orders(1)
     text = (REPO / "crontab").read_text()
-    line = next(ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#") and "=" not in ln.split()[0])
+    entries = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    variables = dict(ln.split("=", 1) for ln in entries if re.fullmatch(r"[A-Z_]+=\S*", ln))
+    line = next(ln for ln in entries if ln not in [f"{k}={v}" for k, v in variables.items()])
     fields = line.split(None, 5)
     assert fields[:5] == ["*"] * 5  # every minute
     command = fields[5]
     assert "flock -n" in command
     # cron: /bin/sh, a minimal environment, another working directory; the settings come
     # from the environment here as they would from .env on a server.
+    assert variables["ELIFE_ENV"] == "production"
+    sandbox_base = f"http://127.0.0.1:{settings_env['SANDBOX_PORT']}"
+    production = {  # what a server's .env holds; here the parties are the sandbox
+        "WECHAT_API_BASE": f"{sandbox_base}/wechat", "WECHAT_APPID": "wx", "WECHAT_MCH_ID": "1",
+        "WECHAT_ENV_ID": "e", "UNITEL_API_URL": f"{sandbox_base}/unitel", "UNITEL_USERNAME": "u",
+        "UNITEL_PASSWORD": "p", "ADMIN_TOKEN": "a"}
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SHELL": "/bin/sh",
-           "ELIFE_HOME": str(REPO), **{k: settings_env[k] for k in
-                                       ("DATABASE_URL", "LOG_DIR", "SANDBOX_PORT", "PORT", "SECRET_KEY")}}
+           **variables, "ELIFE_HOME": str(REPO), **production,
+           **{k: settings_env[k] for k in ("DATABASE_URL", "LOG_DIR", "SECRET_KEY")}}
     cron_log = REPO / "logs" / "sweep.cron.log"
     before = cron_log.stat().st_size if cron_log.exists() else 0
     r = subprocess.run(["/bin/sh", "-c", command], cwd=tmp_path, env=env, timeout=120)
