@@ -190,16 +190,22 @@ def _submit(order, kind, actor):
     return _settle(order, answer, actor)
 
 
+def _clear_auto_reason():
+    """The machine's own "answer unclear" flag goes once the answer is clear (a person's
+    flag, or one set by payments.py, stays)."""
+    return sa.case((Order.anomaly_reason.in_(AUTO_REASONS), None), else_=Order.anomaly_reason)
+
+
 def _settle(order, answer, actor):
     if answer.outcome == unitel.SUCCESS:
         won = _transition(order, ("processing", "unknown"), {
             "recharge_status": "success", "recharged_at": utcnow(),
-            "anomaly_reason": sa.case((Order.anomaly_reason.in_(AUTO_REASONS), None),
-                                      else_=Order.anomaly_reason)})
+            "anomaly_reason": _clear_auto_reason()})
         _log_settle(order, won, "recharge_success", actor)
         return "success" if won else None
     if answer.outcome == unitel.FAILED:
-        won = _transition(order, ("processing", "unknown"), {"recharge_status": "failed"})
+        won = _transition(order, ("processing", "unknown"), {
+            "recharge_status": "failed", "anomaly_reason": _clear_auto_reason()})
         _log_settle(order, won, "recharge_failed", actor, code=answer.code, reason=answer.message)
         if won:
             refund(order.order_number, actor)

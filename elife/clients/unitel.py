@@ -10,7 +10,7 @@ sandbox, kept here so that adapting to the real document is a change to this fil
        -> 200 {"resultCode", "message", "requestId", "transactionId"}
   GET  {UNITEL_API_URL}/topups/<requestId>
        -> 200 {"requestId", "status": "SUCCESS|FAILED|PENDING", "resultCode"}
-       -> 404 {"resultCode": "4040"}                   never received
+       -> 404 {"resultCode": "4040"}                   never received (any other 404: unknown)
 
 A submit is sent once and never retried here: anything but a clear answer is UNKNOWN,
 and the status query (which may be retried) settles it later.
@@ -143,8 +143,11 @@ class UnitelClient:
         except ValueError:
             data = {}
         if r.status_code == 404:
-            return Answer(NOT_FOUND, str(data.get("resultCode", "4040")) if isinstance(data, dict) else "4040",
-                          "request id not found", 404, ms)
+            # Only the operator's own "never received" allows the one resubmit; a 404 page
+            # from a proxy or gateway in front of it says nothing about the request.
+            if isinstance(data, dict) and str(data.get("resultCode", "")) == "4040":
+                return Answer(NOT_FOUND, "4040", "request id not found", 404, ms)
+            return Answer(UNKNOWN, "http_404", r.text[:200], 404, ms)
         if r.status_code != 200 or not isinstance(data, dict):
             return Answer(UNKNOWN, f"http_{r.status_code}", r.text[:200], r.status_code, ms)
         status = str(data.get("status", "")).upper()
