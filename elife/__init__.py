@@ -4,7 +4,7 @@ from pathlib import Path
 from flask import Flask, request
 
 from . import cli, database, errors, extensions, logs
-from .api import admin, auth, health, orders, payment
+from .api import BLUEPRINTS
 from .config import REPO_ROOT, load_settings
 
 
@@ -25,13 +25,14 @@ def create_app(config=None):
         Path(settings.DATABASE_URL[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
 
     extensions.db.init_app(app)
+    app.teardown_appcontext(database.remove_session)  # runs before Flask-SQLAlchemy's own
     extensions.migrate.init_app(app, extensions.db, directory=str(REPO_ROOT / "migrations"))
     with app.app_context():
         database.install_sqlite_pragmas(extensions.db.engine)
 
     logs.setup_logging(settings.LOG_LEVEL, settings.LOG_DIR)
 
-    for bp in (health.bp, auth.bp, orders.bp, payment.bp, admin.bp):
+    for bp in BLUEPRINTS:
         app.register_blueprint(bp)
 
     errors.register_error_handlers(app)

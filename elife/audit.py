@@ -1,4 +1,6 @@
 """Audit rows: calls to the operator and to WeChat's refund, and decisions about orders."""
+import sqlalchemy as sa
+
 from .extensions import db
 from .models import OperatorCall, OrderEvent
 
@@ -13,6 +15,26 @@ def record_call(order, kind, outcome, detail="", http_status=None, latency_ms=No
 def record_answer(order, kind, answer):
     record_call(order, kind, answer.outcome, f"{answer.code} {answer.message}".strip(),
                 answer.http_status, answer.latency_ms)
+
+
+def record_sending(order, kind):
+    """The row of a submit, committed before it is sent (outcome 'sent'), so that every
+    request that leaves us has its row even when the database fails before the answer
+    is written. Not retried: a repeat after a lost commit acknowledgement would leave
+    two rows for one request. Returns the row's id for record_outcome."""
+    row = OperatorCall(order_number=order.order_number, request_id=order.order_number,
+                       msisdn=order.phone_number, kind=kind, outcome="sent")
+    db.session.add(row)
+    db.session.flush()
+    call_id = row.id
+    db.session.commit()
+    return call_id
+
+
+def record_outcome(call_id, answer):
+    db.session.execute(sa.update(OperatorCall).where(OperatorCall.id == call_id).values(
+        outcome=answer.outcome, http_status=answer.http_status, latency_ms=answer.latency_ms,
+        answer=f"{answer.code} {answer.message}".strip()[:1000] or None))
 
 
 def record_event(order_number, event, actor, note=None):

@@ -98,6 +98,26 @@ def run_unit(settings, fn, what="unit"):
             return fn()
 
 
+def remove_session(exc=None):
+    """Teardown of every app context: end the request's session.
+
+    Flask-SQLAlchemy's own teardown rolls the session back; when the connection died
+    after the request's last commit (a MariaDB restart, KILL CONNECTION, a reset), that
+    rollback raises, and an answer already made -- an order created, a payment recorded
+    -- reaches the client as a bare 500 from gunicorn. A lost connection leaves nothing to
+    roll back (the server did it), and SQLAlchemy has invalidated it: log it and close
+    the session again, which then ends cleanly. Registered after db.init_app, so it runs
+    first and Flask-SQLAlchemy's teardown finds nothing left to do."""
+    try:
+        db.session.remove()
+    except DBAPIError as e:
+        if not is_transient(e):
+            raise
+        event(log, logging.WARNING, "session_close_lost_connection",
+              error=str(getattr(e, "orig", e)).splitlines()[0][:200])
+        db.session.remove()
+
+
 def ping():
     with db.engine.connect() as conn:
         conn.execute(sa.text("SELECT 1"))

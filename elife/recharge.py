@@ -16,6 +16,7 @@ import logging
 from datetime import timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
 from flask import current_app
 
 from . import anomalies, audit, database, phones
@@ -127,10 +128,11 @@ def reconcile(order_number, actor, force=False):
         event(log, logging.INFO, "not_found_too_soon", order=order_number, actor=actor, age=int(age))
         return order.recharge_status
     if order.submit_count >= MAX_SUBMITS:
-        anomalies.flag(order_number, "operator_lost_request",
-                       f"the operator has no record of {order.submit_count} submits; a person must decide")
-        db.session.commit()
-        event(log, logging.ERROR, "operator_lost_request", order=order_number, submits=order.submit_count)
+        if order.anomaly_reason != "operator_lost_request":  # flag and shout once, not every minute
+            anomalies.flag(order_number, "operator_lost_request",
+                           f"the operator has no record of {order.submit_count} submits; a person must decide")
+            db.session.commit()
+            event(log, logging.ERROR, "operator_lost_request", order=order_number, submits=order.submit_count)
         return order.recharge_status
     # The one second submit: same request id, only after the operator said it never arrived.
     won = _transition(order, ("unknown", "processing"),
@@ -179,11 +181,17 @@ def refund(order_number, actor):
 # -- inside -------------------------------------------------------------------------------
 
 def _submit(order, kind, actor):
+    call_id = audit.record_sending(order, kind)
     answer = unitel.UnitelClient(_settings()).submit(
         request_id=order.order_number, msisdn=order.phone_number,
         product_code=order.product_code, recharge_type=order.recharge_type)
-    audit.record_answer(order, kind, answer)
-    db.session.commit()
+    try:
+        audit.record_outcome(call_id, answer)
+        db.session.commit()
+    except DBAPIError as exc:  # the row says 'sent'; the settle below may fail too, and
+        db.session.rollback()  # then the sweep's status query settles the order
+        event(log, logging.WARNING, "audit_outcome_lost", order=order.order_number, call=call_id,
+              error=type(exc).__name__)
     event(log, logging.INFO, "operator_answer", order=order.order_number, kind=kind, actor=actor,
           outcome=answer.outcome, code=answer.code, ms=answer.latency_ms,
           phone=phones.mask(order.phone_number))

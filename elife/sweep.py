@@ -28,7 +28,8 @@ from datetime import timedelta
 import sqlalchemy as sa
 from flask import current_app
 
-from . import limits, orders, payments, recharge
+from . import limits, payments, recharge
+from .orders import IDEMPOTENCY_TTL
 from .clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
 from .extensions import db
 from .logs import event
@@ -206,7 +207,7 @@ def _housekeeping(now):
     try:
         limits.purge_expired(now)
         db.session.execute(sa.delete(IdempotencyKey).where(
-            IdempotencyKey.created_at < now - orders.IDEMPOTENCY_TTL))
+            IdempotencyKey.created_at < now - IDEMPOTENCY_TTL))
         db.session.commit()
     except Exception:  # noqa: BLE001 -- housekeeping never fails a sweep
         db.session.rollback()

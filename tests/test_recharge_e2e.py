@@ -214,7 +214,8 @@ def test_a_worker_killed_mid_call_leaves_the_order_processing_for_the_sweep(live
     # Settled through the status query: the operator had done it. Still one submit.
     assert run(recharge.reconcile, n, "test") == "success"
     assert len(sandbox.submits_for(n)) == 1
-    assert kinds(n) == [("status", "success")]  # the killed worker never wrote its answer
+    # The killed worker's request has its row (written before sending); its answer never came.
+    assert kinds(n) == [("submit", "sent"), ("status", "success")]
     assert double_topups() == []
     # The service serves on.
     other = live.new_paid_ready_order(buyer, phone="89200005")

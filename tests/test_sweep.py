@@ -305,3 +305,19 @@ def test_trade_refunded_at_wechat_is_never_marked_paid(app, ctx, client, custome
     s = sweep.run()
     assert order_row(n)["payment_status"] == "unpaid" and sandbox.submits_for(n) == []
     assert s.skipped == 1
+
+
+def test_a_lost_request_is_flagged_once_not_every_minute(make_app, app, sandbox, log_dir):
+    app = make_app(SWEEP_STUCK_SECONDS=0)
+    with app.app_context():
+        [n] = _bulk_due_orders(1)
+        # Submitted twice already, and the operator knows neither: only a person can decide.
+        _set(n, recharge_status="unknown", recharge_at=utcnow() - LONG_AGO, submit_count=2, version=3)
+        for _ in range(3):
+            sweep.run()
+        row = order_row(n)
+        assert row["recharge_status"] == "unknown" and row["anomaly_reason"] == "operator_lost_request"
+        assert row["anomaly_details"].count("operator_lost_request") == 1
+        assert sandbox.submits_for(n) == []
+    errors = (log_dir / "error.log").read_text(encoding="utf-8")
+    assert errors.count(f"event=operator_lost_request order={n}") == 1
