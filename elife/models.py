@@ -2,11 +2,18 @@
 made only by conditional UPDATEs in payments.py and recharge.py, never by ORM dirty
 tracking."""
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 
 from .extensions import db
 from .timeutil import Timestamp, utcnow
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+
+
+def ExactString(length):
+    """A string compared byte for byte (MariaDB's default collation ignores case)."""
+    return sa.String(length).with_variant(
+        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb")
 
 PAYMENT_STATUSES = ("unpaid", "paid", "refunded")
 RECHARGE_STATUSES = ("pending", "processing", "success", "failed", "unknown")
@@ -16,7 +23,7 @@ class User(db.Model):
     __tablename__ = "users"
     __table_args__ = (sa.UniqueConstraint("openid", name="uq_users_openid"),)
     id = db.Column(BigId, primary_key=True, autoincrement=True)
-    openid = db.Column(db.String(64), nullable=False)
+    openid = db.Column(ExactString(64), nullable=False)
     created_at = db.Column(Timestamp, nullable=False, default=utcnow)
     updated_at = db.Column(Timestamp, nullable=False, default=utcnow, onupdate=utcnow)
 
@@ -142,7 +149,7 @@ class IdempotencyKey(db.Model):
                       sa.Index("idx_idempotency_created", "created_at"))
     id = db.Column(BigId, primary_key=True, autoincrement=True)
     user_id = db.Column(BigId, nullable=False)
-    idem_key = db.Column(db.String(64), nullable=False)
+    idem_key = db.Column(ExactString(64), nullable=False)
     order_number = db.Column(db.String(32))
     created_at = db.Column(Timestamp, nullable=False, default=utcnow)
 

@@ -66,3 +66,22 @@ def test_desc_orders_shows_the_seed_fields(migrating_app):
     assert ordered["idx_recharge_status_at_seqid"] == ["recharge_status", "recharge_at", "id"]
     assert ordered["idx_anomaly_reason"][0] == "anomaly_reason"
     assert ordered["uq_orders_order_number"] == ["order_number"]
+
+
+@mysql_only
+def test_openids_and_idempotency_keys_are_case_sensitive(client):
+    """Two WeChat users whose openids differ only in case are two customers, and an
+    Idempotency-Key 'ABC' does not replay the order made with 'abc'."""
+    from conftest import SEED_ORDER
+    from elife.auth import user_for_openid
+    from elife.extensions import db as _db
+    app = client.application
+    with app.app_context():
+        a, b = user_for_openid("oCaseTest"), user_for_openid("ocasetest")
+        assert a.id != b.id
+        _db.session.remove()
+    h = {"Authorization": "Bearer " + client.post("/auth/login", json={"code": "case"}).get_json()["token"]}
+    r1 = client.post("/orders", json=SEED_ORDER, headers={**h, "Idempotency-Key": "abc"})
+    r2 = client.post("/orders", json=SEED_ORDER, headers={**h, "Idempotency-Key": "ABC"})
+    assert (r1.status_code, r2.status_code) == (201, 201)
+    assert r1.get_json()["orderNumber"] != r2.get_json()["orderNumber"]

@@ -1,4 +1,4 @@
-from flask import Blueprint, jsonify
+from flask import Blueprint, current_app, jsonify
 
 from .. import database
 
@@ -12,3 +12,10 @@ def health():
     except Exception:  # noqa: BLE001 -- any failure means the database is not usable now
         return jsonify({"status": "degraded", "database": "down"}), 503
     return jsonify({"status": "ok", "database": "up"})
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """The OpenAPI 3.0 description of this API (elife/openapi.py)."""
+    from ..openapi import build_spec
+    return jsonify(build_spec(current_app.config["SETTINGS"]))

@@ -1,0 +1,614 @@
+"""The OpenAPI 3.0 description of the HTTP API, served at GET /openapi.json.
+
+It is built from the constants the code checks with -- the patterns in api/orders.py and
+api/common.py, the supported operators and recharge types, the states in models.py and
+the body limit in the settings -- so that a changed rule changes the description too.
+tests/test_openapi.py checks that its paths are exactly the app's routes; tests/test_fuzz.py
+checks that every status and error code the service answers is one described here.
+
+Error codes are listed per operation and status (an `enum` on `error.code`), in the order
+the code checks them.
+"""
+from . import catalog, phones
+from .api import common
+from .api import orders as orders_api
+from .models import PAYMENT_STATUSES, RECHARGE_STATUSES
+from .pricing import MAX_TOTAL_FEE
+
+OPENAPI_VERSION = "3.0.3"
+API_VERSION = "1.0.0"
+
+# -- error codes, by where they come from --------------------------------------------------
+BODY_ERRORS = ["missing_body", "malformed_json", "body_not_object"]      # common.json_object
+FIELD_ERRORS = ["missing_field", "invalid_field"]                         # common.string_field
+CUSTOMER_401 = ["missing_token", "invalid_token", "token_expired", "invalid_openid"]  # auth.current_user
+ADMIN_401 = ["missing_token"]
+ADMIN_403 = ["forbidden", "csrf_failed"]
+
+
+def _anchored(regex):
+    """Python's fullmatch() pattern as an OpenAPI (ECMA-262, unanchored) pattern."""
+    return f"^{regex.pattern}$" if "|" not in regex.pattern else f"^(?:{regex.pattern})$"
+
+
+def _error(description, codes, headers=None, html=False):
+    """A JSON error response whose `error.code` is one of `codes`."""
+    schema = {
+        "type": "object",
+        "required": ["error"],
+        "additionalProperties": False,
+        "properties": {"error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "additionalProperties": False,
+            "properties": {"code": {"type": "string", "enum": list(codes)},
+                           "message": {"type": "string"}},
+        }},
+    }
+    resp = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if html:
+        resp["content"]["text/html"] = {"schema": {"type": "string"}}
+    if headers:
+        resp["headers"] = headers
+    return resp
+
+
+def _retry_after(what):
+    return {"Retry-After": {"description": what, "schema": {"type": "integer", "minimum": 1}}}
+
+
+def _json(description, schema):
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _common(limit_bytes, *, body=False, database=True, limited=False):
+    """The responses many operations share: 413, 429, 503."""
+    out = {}
+    if body:
+        out["413"] = _error(f"the body is larger than {limit_bytes} bytes (refused before it is read)",
+                            ["body_too_large"])
+    if limited:
+        out["429"] = _error("over an abuse limit (shared by every worker and host)", ["rate_limited"],
+                            _retry_after("seconds until the limit's window ends"))
+    if database:
+        out["503"] = _error("the database is unavailable for a moment", ["database_unavailable"],
+                            _retry_after("seconds to wait before trying again"))
+    return out
+
+
+def _json_body(ref, description, required=True):
+    return {"required": required, "description": description,
+            "content": {"application/json": {"schema": {"$ref": ref}}}}
+
+
+def _form_body(properties, required=()):
+    schema = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    return {"required": bool(required),
+            "content": {"application/x-www-form-urlencoded": {"schema": schema},
+                        "multipart/form-data": {"schema": schema}}}
+
+
+def _customer_security(settings):
+    return [{"bearerAuth": []}] + ([{"wxOpenid": []}] if settings.TRUST_WX_HEADERS else [])
+
+
+def _admin_security():
+    return [{"adminBearer": []}, {"adminCookie": []}]
+
+
+def _admin_responses(ok, *, codes400=None, codes404=False, codes409=None, html_ok=True):
+    """Responses of an /admin operation: JSON errors for API clients, pages for browsers."""
+    out = dict(ok)
+    if codes400:
+        out["400"] = _error("a bad parameter or form field", codes400, html=True)
+    out["401"] = _error("no admin token or login cookie (a browser gets the login page)", ADMIN_401,
+                        {"WWW-Authenticate": {"schema": {"type": "string"}}}, html=True)
+    out["403"] = _error("a wrong admin token, or a cookie-authenticated form without its CSRF token",
+                        ADMIN_403, html=True)
+    if codes404:
+        out["404"] = _error("no such order", ["order_not_found"], html=True)
+    if codes409:
+        out["409"] = _error("the order is not in a state that allows this action", codes409, html=True)
+    out["503"] = _error("the database is unavailable for a moment", ["database_unavailable"],
+                        _retry_after("seconds to wait before trying again"), html=True)
+    return out
+
+
+def _window_params():
+    return [
+        {"name": "hours", "in": "query", "required": False,
+         "description": "the window of the success-rate and delay reports, in hours",
+         "schema": {"type": "integer", "minimum": 1, "maximum": 24 * 30, "default": 24}},
+        {"name": "days", "in": "query", "required": False,
+         "description": "the window of the anomaly report, in days",
+         "schema": {"type": "integer", "minimum": 1, "maximum": 90, "default": 7}},
+    ]
+
+
+def _string(max_len, description, pattern=None, enum=None, example=None):
+    s = {"type": "string", "minLength": 1, "maxLength": max_len, "description": description}
+    if pattern is not None:
+        s["pattern"] = _anchored(pattern)
+    if enum is not None:
+        s["enum"] = list(enum)
+    if example is not None:
+        s["example"] = example
+    return s
+
+
+TRIMMED = ("Surrounding whitespace is removed before the checks; the value must then be "
+           "printable (no control characters).")
+
+
+def schemas():
+    supported_prefixes = sorted(p for op in phones.SUPPORTED_OPERATORS for p in phones.OPERATOR_PREFIXES[op])
+    timestamp = {"type": "string", "format": "date-time", "example": "2026-01-18T10:00:00.123Z"}
+    nullable_ts = {**timestamp, "nullable": True}
+    return {
+        "Error": {
+            "type": "object",
+            "description": "Every error the API returns (except the WeChat-style replies of the callback)",
+            "required": ["error"],
+            "additionalProperties": False,
+            "properties": {"error": {
+                "type": "object", "required": ["code", "message"], "additionalProperties": False,
+                "properties": {
+                    "code": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$",
+                             "description": "stable, snake_case: what a program tests"},
+                    "message": {"type": "string", "description": "for a person"},
+                },
+            }},
+        },
+        "Health": {
+            "type": "object", "required": ["status", "database"],
+            "properties": {"status": {"type": "string", "enum": ["ok", "degraded"]},
+                           "database": {"type": "string", "enum": ["up", "down"]}},
+        },
+        "LoginRequest": {
+            "type": "object", "required": ["code"],
+            "description": "Other keys are ignored.",
+            "properties": {"code": _string(128, "the mini-program's wx.login code. " + TRIMMED,
+                                           example="081abcDEF")},
+        },
+        "LoginResponse": {
+            "type": "object", "required": ["token", "expiresIn"],
+            "properties": {"token": {"type": "string", "description": "send as Authorization: Bearer <token>"},
+                           "expiresIn": {"type": "integer", "description": "seconds"}},
+        },
+        "Product": {
+            "type": "object",
+            "required": ["productCode", "productOperator", "rechargeType", "name", "priceTg", "priceRmb",
+                         "totalFee"],
+            "properties": {
+                "productCode": {"type": "string", "maxLength": 32},
+                "productOperator": {"type": "string", "maxLength": 16},
+                "rechargeType": {"type": "string", "enum": list(catalog.RECHARGE_TYPES)},
+                "name": {"type": "string", "maxLength": 100},
+                "priceTg": {"type": "integer", "description": "MNT"},
+                "priceRmb": {"type": "string", "pattern": r"^[0-9]+\.[0-9]{2}$",
+                             "description": "yuan, two places; priceRmb * 100 == totalFee"},
+                "totalFee": {"type": "integer", "minimum": 1, "maximum": MAX_TOTAL_FEE,
+                             "description": "fen: what WeChat Pay charges"},
+            },
+        },
+        "ProductList": {
+            "type": "object", "required": ["products"],
+            "properties": {"products": {"type": "array", "items": {"$ref": "#/components/schemas/Product"}}},
+        },
+        "OrderRequest": {
+            "type": "object",
+            "required": ["phoneNumber", "productOperator", "rechargeType", "productCode"],
+            "description": ("Other keys are ignored, except prices and states, which the server sets: "
+                            "a body with any of " + ", ".join(orders_api.CLIENT_PRICE_FIELDS)
+                            + " is a 400 price_not_accepted."),
+            "not": {"anyOf": [{"required": [f]} for f in orders_api.CLIENT_PRICE_FIELDS]},
+            "properties": {
+                "phoneNumber": _string(
+                    32, "A Mongolian number: 8 digits, optionally after +976, 00976 or 976; spaces, "
+                        "dashes, dots and brackets are removed. It must belong to productOperator "
+                        f"(Unitel: {', '.join(supported_prefixes)}...), or it is a 400 "
+                        "phone_operator_mismatch. " + TRIMMED, example="88888888"),
+                "productOperator": _string(16, "only these operators are sold (others: 400 "
+                                               "unsupported_operator). " + TRIMMED,
+                                           pattern=orders_api._NAME, enum=phones.SUPPORTED_OPERATORS,
+                                           example="UNITEL"),
+                "rechargeType": _string(16, TRIMMED, pattern=orders_api._NAME, enum=catalog.RECHARGE_TYPES,
+                                        example="VOICE"),
+                "productCode": _string(32, "a productCode of GET /products for this operator and type. "
+                                       + TRIMMED, pattern=orders_api._CODE, example="5000"),
+            },
+        },
+        "Order": {
+            "type": "object",
+            "required": ["orderNumber", "phoneNumber", "productOperator", "rechargeType", "productCode",
+                         "productPriceTg", "productPriceRmb", "totalFee", "paymentStatus", "rechargeStatus",
+                         "paidAt", "rechargedAt", "refundedAt", "createdAt"],
+            "properties": {
+                "orderNumber": {"type": "string", "pattern": _anchored(common.ORDER_NUMBER),
+                                "example": "ORD2026011810000012345678"},
+                "phoneNumber": {"type": "string", "pattern": "^[0-9]{8}$", "description": "national number"},
+                "productOperator": {"type": "string"},
+                "rechargeType": {"type": "string", "enum": list(catalog.RECHARGE_TYPES)},
+                "productCode": {"type": "string"},
+                "productPriceTg": {"type": "integer", "description": "MNT"},
+                "productPriceRmb": {"type": "string", "pattern": r"^[0-9]+\.[0-9]{2}$", "description": "yuan"},
+                "totalFee": {"type": "integer", "description": "fen"},
+                "paymentStatus": {"type": "string", "enum": list(PAYMENT_STATUSES)},
+                "rechargeStatus": {"type": "string", "enum": list(RECHARGE_STATUSES)},
+                "paidAt": nullable_ts,
+                "rechargedAt": nullable_ts,
+                "refundedAt": nullable_ts,
+                "createdAt": timestamp,
+            },
+        },
+        "OrderList": {
+            "type": "object", "required": ["orders", "nextCursor"],
+            "properties": {
+                "orders": {"type": "array", "items": {"$ref": "#/components/schemas/Order"},
+                           "description": "newest first"},
+                "nextCursor": {"type": "string", "pattern": "^[0-9]+$", "nullable": True,
+                               "description": "pass as ?cursor= for the next page; null on the last"},
+            },
+        },
+        "PaymentCreateRequest": {
+            "type": "object", "required": ["orderNumber"],
+            "description": "Other keys are ignored.",
+            "properties": {"orderNumber": {
+                **_string(32, "one of the caller's orders. A string that is not shaped like an order "
+                              "number is a 404 order_not_found, as is another customer's order. " + TRIMMED),
+                "pattern": _anchored(common.ORDER_NUMBER)}},
+        },
+        "PaymentCreateResponse": {
+            "type": "object", "required": ["orderNumber", "totalFee", "payment"],
+            "properties": {
+                "orderNumber": {"type": "string"},
+                "totalFee": {"type": "integer", "description": "fen"},
+                "payment": {
+                    "type": "object", "description": "the parameters of wx.requestPayment, as WeChat gave them",
+                    "required": ["appId", "timeStamp", "nonceStr", "package", "signType", "paySign"],
+                    "properties": {k: {"type": "string", "nullable": True}
+                                   for k in ("appId", "timeStamp", "nonceStr", "package", "signType", "paySign")},
+                },
+            },
+        },
+        "WeChatNotice": {
+            "type": "object",
+            "description": ("A WeChat Pay (Cloud Hosting) payment notice, as WeChat sends it. Any body is "
+                            "recorded first; a JSON object with returnCode is then checked against the "
+                            "stored order (amount, outTradeNo, the order number in attach, result codes) "
+                            "and confirmed with WeChat's order query before the order is marked paid."),
+            "required": ["returnCode"],
+            "properties": {
+                **{k: {"type": "string"} for k in (
+                    "returnCode", "resultCode", "appid", "mchId", "subAppid", "subMchId", "nonceStr",
+                    "openid", "subOpenid", "tradeType", "bankType", "feeType", "transactionId",
+                    "outTradeNo", "timeEnd")},
+                "attach": {"type": "string", "description": 'JSON: {"orderNumber": "..."}'},
+                "totalFee": {"type": "integer", "description": "fen"},
+                "cashFee": {"type": "integer", "description": "fen"},
+            },
+        },
+        "WeChatReply": {
+            "type": "object", "required": ["errcode", "errmsg"],
+            "description": "errcode 0: recorded (also when rejected and flagged); 1: WeChat should retry",
+            "properties": {"errcode": {"type": "integer", "enum": [0, 1]}, "errmsg": {"type": "string"}},
+        },
+    }
+
+
+def build_spec(settings):
+    limit = settings.MAX_BODY_BYTES
+    order_number_param = {
+        "name": "orderNumber", "in": "path", "required": True,
+        "description": "anything not shaped like an order number is a 404 order_not_found",
+        "schema": {"type": "string", "pattern": _anchored(common.ORDER_NUMBER)},
+    }
+    admin_order_param = {**order_number_param}
+    paths = {
+        "/health": {"get": {
+            "tags": ["meta"], "operationId": "health", "summary": "liveness and database check",
+            "security": [],
+            "responses": {
+                "200": _json("up", {"$ref": "#/components/schemas/Health"}),
+                "503": _json("the database is unreachable ({\"status\":\"degraded\",\"database\":\"down\"})",
+                             {"$ref": "#/components/schemas/Health"}),
+            },
+        }},
+        "/openapi.json": {"get": {
+            "tags": ["meta"], "operationId": "openapi", "summary": "this description", "security": [],
+            "responses": {"200": _json("the OpenAPI 3.0 description", {"type": "object"})},
+        }},
+        "/auth/login": {"post": {
+            "tags": ["customer"], "operationId": "login", "security": [],
+            "summary": "exchange a mini-program login code (WeChat code2Session) for our token",
+            "description": "The per-address login limit is counted before the body is read.",
+            "requestBody": _json_body("#/components/schemas/LoginRequest", "the login code"),
+            "responses": {
+                "200": _json("logged in", {"$ref": "#/components/schemas/LoginResponse"}),
+                "400": _error("the body or the code is not acceptable", BODY_ERRORS + FIELD_ERRORS),
+                "401": _error("WeChat did not accept the code", ["invalid_code"]),
+                "502": _error("WeChat could not be reached", ["wechat_unavailable"]),
+                **_common(limit, body=True, limited=True),
+            },
+        }},
+        "/products": {"get": {
+            "tags": ["customer"], "operationId": "listProducts", "security": [],
+            "summary": "the catalogue, priced in fen at the active exchange rate",
+            "parameters": [
+                {"name": "operator", "in": "query", "required": False,
+                 "description": "an empty value is no filter",
+                 "schema": {"type": "string", "pattern": _anchored(orders_api._NAME), "example": "UNITEL"}},
+                {"name": "rechargeType", "in": "query", "required": False,
+                 "description": "an empty value is no filter",
+                 "schema": {"type": "string", "pattern": _anchored(orders_api._NAME), "example": "VOICE"}},
+            ],
+            "responses": {
+                "200": _json("the active products (possibly none)", {"$ref": "#/components/schemas/ProductList"}),
+                "400": _error("a filter is not an upper-case name", ["invalid_filter"]),
+                "503": _error("no exchange rate, or the database is unavailable",
+                              ["no_exchange_rate", "database_unavailable"],
+                              _retry_after("with database_unavailable: seconds to wait")),
+            },
+        }},
+        "/orders": {
+            "post": {
+                "tags": ["customer"], "operationId": "createOrder", "security": _customer_security(settings),
+                "summary": "create an order (the price is the server's)",
+                "description": ("Checked in this order: the caller (401), the body, the Idempotency-Key, "
+                                "each field, the operator, the product, the price; then the per-user "
+                                "order limits (429). With an Idempotency-Key already used by this "
+                                "customer in the last 24 hours, the order it made is returned (200) "
+                                "when it is the same order (number, operator, type, product), else "
+                                "a 422."),
+                "parameters": [{
+                    "name": "Idempotency-Key", "in": "header", "required": False,
+                    "schema": {"type": "string", "pattern": _anchored(orders_api._KEY),
+                               "minLength": 1, "maxLength": 64},
+                }],
+                "requestBody": _json_body("#/components/schemas/OrderRequest", "what to top up"),
+                "responses": {
+                    "201": _json("created", {"$ref": "#/components/schemas/Order"}),
+                    "200": _json("the order an earlier request with this Idempotency-Key made",
+                                 {"$ref": "#/components/schemas/Order"}),
+                    "400": _error("the body, a field or the Idempotency-Key is not acceptable",
+                                  BODY_ERRORS + ["price_not_accepted", "invalid_idempotency_key"]
+                                  + FIELD_ERRORS + ["unsupported_operator", "invalid_recharge_type",
+                                                    "invalid_phone_number", "phone_operator_mismatch",
+                                                    "unknown_product"]),
+                    "401": _error("not logged in", CUSTOMER_401),
+                    "409": _error("the key's first request is still running, or this product would cost "
+                                  "nothing (or too much) at the active rate",
+                                  ["idempotency_key_in_use", "price_unavailable"]),
+                    "422": _error("the Idempotency-Key was used for a different order",
+                                  ["idempotency_key_reused"]),
+                    **_common(limit, body=True, limited=True),
+                    "503": _error("no exchange rate is configured, or the database is unavailable",
+                                  ["no_exchange_rate", "database_unavailable"],
+                                  _retry_after("with database_unavailable: seconds to wait")),
+                },
+            },
+            "get": {
+                "tags": ["customer"], "operationId": "listOrders", "security": _customer_security(settings),
+                "summary": "the caller's own orders, newest first (keyset pages)",
+                "parameters": [
+                    {"name": "limit", "in": "query", "required": False,
+                     "description": "ASCII digits only; an empty value is the default",
+                     "schema": {"type": "integer", "minimum": 1, "maximum": orders_api.MAX_LIMIT, "default": 20}},
+                    {"name": "cursor", "in": "query", "required": False,
+                     "description": "the nextCursor of the previous page; ASCII digits only",
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 2 ** 62}},
+                ],
+                "responses": {
+                    "200": _json("a page of orders", {"$ref": "#/components/schemas/OrderList"}),
+                    "400": _error("limit or cursor is not a whole number in range", ["invalid_parameter"]),
+                    "401": _error("not logged in", CUSTOMER_401),
+                    **_common(limit),
+                },
+            },
+        },
+        "/orders/{orderNumber}": {"get": {
+            "tags": ["customer"], "operationId": "getOrder", "security": _customer_security(settings),
+            "summary": "one of the caller's orders (another customer's is a 404)",
+            "parameters": [order_number_param],
+            "responses": {
+                "200": _json("the order", {"$ref": "#/components/schemas/Order"}),
+                "401": _error("not logged in", CUSTOMER_401),
+                "404": _error("no such order of the caller's", ["order_not_found"]),
+                **_common(limit),
+            },
+        }},
+        "/payment/create": {"post": {
+            "tags": ["customer"], "operationId": "createPayment", "security": _customer_security(settings),
+            "summary": "create (or re-create) the WeChat Pay trade of an unpaid order",
+            "requestBody": _json_body("#/components/schemas/PaymentCreateRequest", "the order to pay"),
+            "responses": {
+                "200": _json("the parameters for wx.requestPayment",
+                             {"$ref": "#/components/schemas/PaymentCreateResponse"}),
+                "400": _error("the body or orderNumber is not acceptable", BODY_ERRORS + FIELD_ERRORS),
+                "401": _error("not logged in", CUSTOMER_401),
+                "404": _error("no such order of the caller's", ["order_not_found"]),
+                "409": _error("the order is already paid or refunded", ["order_already_paid"]),
+                "502": _error("WeChat Pay could not be reached or refused",
+                              ["wechat_unavailable", "wechat_rejected"]),
+                **_common(limit, body=True, limited=True),
+            },
+        }},
+        "/payment/callback/{orderNumber}": {"post": {
+            "tags": ["wechat"], "operationId": "paymentCallback", "security": [],
+            "summary": "WeChat Pay's payment notice (Cloud Hosting, callback_type 2)",
+            "description": ("Every body is recorded before anything is decided. The answer is "
+                            '{"errcode":0,"errmsg":"OK"} once the notice is recorded -- also when it '
+                            "was rejected and the order flagged, or names no order of ours -- so that "
+                            'WeChat stops retrying; {"errcode":1} when WeChat\'s order query could not '
+                            "confirm the payment, so that WeChat tries again. "
+                            + ("With REQUIRE_WX_SOURCE only requests carrying X-WX-SOURCE (set by Cloud "
+                               "Hosting) are accepted." if settings.REQUIRE_WX_SOURCE else "")),
+            "parameters": [{
+                "name": "orderNumber", "in": "path", "required": True,
+                "description": "the order number the trade was created with (any text is recorded)",
+                "schema": {"type": "string"},
+            }, {
+                "name": "X-WX-SOURCE", "in": "header", "required": bool(settings.REQUIRE_WX_SOURCE),
+                "description": "set by WeChat Cloud Hosting" + ("; required (REQUIRE_WX_SOURCE)"
+                                                                if settings.REQUIRE_WX_SOURCE else ""),
+                "schema": {"type": "string"},
+            }],
+            "requestBody": _json_body("#/components/schemas/WeChatNotice", "the notice (any bytes are recorded)"),
+            "responses": {
+                "200": _json("recorded", {"$ref": "#/components/schemas/WeChatReply"}),
+                "400": _error("the body is not JSON, or not a WeChat Pay notice (recorded all the same)",
+                              ["malformed_json", "not_a_notice"]),
+                **({"403": _error("X-WX-SOURCE is missing: not from Cloud Hosting (recorded)",
+                                  ["not_from_platform"])} if settings.REQUIRE_WX_SOURCE else {}),
+                **_common(limit, body=True),
+            },
+        }},
+        # -- the operator's page ----------------------------------------------------------
+        "/admin": {"get": {
+            "tags": ["admin"], "operationId": "adminIndex", "security": _admin_security(),
+            "summary": "the operator's page: the four reports with charts, and the anomalies",
+            "parameters": _window_params() + [
+                {"name": "m", "in": "query", "required": False, "schema": {"type": "string"},
+                 "description": "a signed message to show (set by the actions' redirects)"}],
+            "responses": _admin_responses(
+                {"200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}},
+                codes400=["invalid_parameter"]),
+        }},
+        "/admin/reports.json": {"get": {
+            "tags": ["admin"], "operationId": "adminReports", "security": _admin_security(),
+            "summary": "the four reports as JSON",
+            "parameters": _window_params(),
+            "responses": _admin_responses(
+                {"200": _json("generatedAt, successRate, anomalies, delay, pending, alert",
+                              {"type": "object",
+                               "required": ["generatedAt", "successRate", "anomalies", "delay", "pending",
+                                            "alert"],
+                               "properties": {"generatedAt": {"type": "string", "format": "date-time"},
+                                              "successRate": {"type": "object"},
+                                              "anomalies": {"type": "object"},
+                                              "delay": {"type": "object"},
+                                              "pending": {"type": "object"},
+                                              "alert": {"type": "boolean"}}})},
+                codes400=["invalid_parameter"]),
+        }},
+        "/admin/login": {
+            "get": {
+                "tags": ["admin"], "operationId": "adminLoginForm", "security": [],
+                "summary": "the browser login form",
+                "parameters": [{"name": "next", "in": "query", "required": False, "schema": {"type": "string"},
+                                "description": "where to go afterwards: a path inside /admin"}],
+                "responses": {"200": {"description": "the form",
+                                      "content": {"text/html": {"schema": {"type": "string"}}}}},
+            },
+            "post": {
+                "tags": ["admin"], "operationId": "adminLogin", "security": [],
+                "summary": "log a browser in with the admin token: sets the elife_admin cookie",
+                "requestBody": _form_body({
+                    "token": {"type": "string", "description": "ADMIN_TOKEN"},
+                    "name": {"type": "string", "maxLength": 40, "description": "for the audit trail"},
+                    "next": {"type": "string", "description": "a path inside /admin"},
+                }, required=["token"]),
+                "responses": {
+                    "303": {"description": "logged in: to `next` (default /admin), with the cookie",
+                            "headers": {"Location": {"schema": {"type": "string"}},
+                                        "Set-Cookie": {"schema": {"type": "string"}}}},
+                    "403": _error("not the admin token (a browser gets the form again)", ["forbidden"], html=True),
+                    "429": _error("too many login attempts from this address (the customer login limit)",
+                                  ["rate_limited"], _retry_after("seconds until the limit's window ends"),
+                                  html=True),
+                    "503": _error("the database is unavailable for a moment", ["database_unavailable"],
+                                  _retry_after("seconds to wait before trying again"), html=True),
+                },
+            },
+        },
+        "/admin/logout": {"post": {
+            "tags": ["admin"], "operationId": "adminLogout", "security": _admin_security(),
+            "summary": "end the browser session (a cookie-authenticated form carries csrf_token)",
+            "requestBody": _form_body({"csrf_token": {"type": "string"}}),
+            "responses": _admin_responses({"303": {"description": "to the login form; the cookie is cleared"}}),
+        }},
+        "/admin/orders/{orderNumber}": {"get": {
+            "tags": ["admin"], "operationId": "adminOrder", "security": _admin_security(),
+            "summary": "one order with its payment notices, operator calls and audit trail",
+            "parameters": [admin_order_param,
+                           {"name": "m", "in": "query", "required": False, "schema": {"type": "string"},
+                            "description": "a signed message to show"}],
+            "responses": _admin_responses(
+                {"200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}},
+                codes404=True),
+        }},
+    }
+    actions = {
+        "reconcile": ("ask the operator again about an unknown or processing recharge",
+                      ["not_reconcilable"], False),
+        "refund": ("refund a paid order whose recharge failed", ["not_refundable"], False),
+        "resolve": ("mark an anomaly resolved (a note is required)", ["nothing_to_resolve", "anomaly_changed"], True),
+    }
+    for action, (summary, conflicts, note_required) in actions.items():
+        form = {
+            "name": {"type": "string", "maxLength": 40, "description": "who, for the audit trail"},
+            "note": {"type": "string", "maxLength": 1000, "description": "why"},
+            "csrf_token": {"type": "string", "description": "required with the login cookie"},
+        }
+        if action == "resolve":
+            form["reason"] = {"type": "string", "description": "the anomaly reason the person saw"}
+        paths[f"/admin/orders/{{orderNumber}}/{action}"] = {"post": {
+            "tags": ["admin"], "operationId": f"admin{action.title()}", "security": _admin_security(),
+            "summary": summary,
+            "description": ("A browser is redirected back to the order's page with a message, also "
+                            "when the action is refused; an API client gets a JSON error."),
+            "parameters": [admin_order_param],
+            "requestBody": _form_body(form, required=["note"] if note_required else ()),
+            "responses": _admin_responses(
+                {"303": {"description": "done (or, for a browser, refused): to the order's page",
+                         "headers": {"Location": {"schema": {"type": "string"}}}}},
+                codes400=(["missing_note"] if note_required else []) + ["note_too_long"],
+                codes404=True, codes409=conflicts),
+        }}
+
+    # The body limit is checked before routing reaches a view: any request declaring a
+    # larger body is refused, whatever its path and method.
+    for path, item in paths.items():
+        for op in item.values():
+            op["responses"].setdefault("413", _error(
+                f"the body is larger than {limit} bytes (refused before it is read)", ["body_too_large"],
+                html=path.startswith("/admin")))
+
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "eLife backend",
+            "version": API_VERSION,
+            "description": (
+                "Mobile top-ups for Mongolian numbers, paid with WeChat Pay. JSON bodies use "
+                'camelCase; every error is {"error": {"code", "message"}} with a stable snake_case '
+                "code (the payment callback answers WeChat in WeChat's own shape). Any request "
+                f"declaring a body over {limit} bytes is a 413 body_too_large before it is read; an "
+                "unknown path is a 404 not_found, a known path with another method a 405 "
+                "method_not_allowed with Allow. Customers authenticate with the token of "
+                "POST /auth/login" + (", or behind WeChat Cloud Hosting with X-WX-OPENID"
+                                      if settings.TRUST_WX_HEADERS else "") + "."),
+        },
+        "tags": [
+            {"name": "customer", "description": "the mini-program"},
+            {"name": "wechat", "description": "called by WeChat Pay"},
+            {"name": "admin", "description": "the operator on duty; HTML for browsers, JSON for API clients"},
+            {"name": "meta", "description": "probes and this description"},
+        ],
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer",
+                               "description": "the token of POST /auth/login"},
+                "wxOpenid": {"type": "apiKey", "in": "header", "name": "X-WX-OPENID",
+                             "description": "set by WeChat Cloud Hosting; believed only with TRUST_WX_HEADERS "
+                                            "(at most 64 characters)"},
+                "adminBearer": {"type": "http", "scheme": "bearer", "description": "ADMIN_TOKEN"},
+                "adminCookie": {"type": "apiKey", "in": "cookie", "name": "elife_admin",
+                                "description": "set by POST /admin/login; forms then need csrf_token"},
+            },
+        },
+    }
