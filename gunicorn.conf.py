@@ -8,14 +8,21 @@ import os
 
 from elife.config import load_settings
 
-_s = load_settings()
-bind = f"{os.environ.get('HOST', '127.0.0.1')}:{_s.PORT}"
+_s = load_settings()  # also loads .env into the environment read below
+
+
+def _env(name, default):
+    return os.environ.get(name) or default  # `NAME=` (as in .env.example) means unset
+
+
+bind = f"{_env('HOST', '127.0.0.1')}:{_s.PORT}"
 # Requests mostly wait on the database and on WeChat/Unitel: a few sync workers per core.
-workers = int(os.environ.get("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 5)))
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
-# Longer than the longest request: a callback is WeChat's query plus one operator submit,
-# (WECHAT_TIMEOUT + UNITEL_CONNECT_TIMEOUT + UNITEL_READ_TIMEOUT) < 5 s; 30 s leaves room.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+workers = int(_env("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 5)))
+threads = int(_env("GUNICORN_THREADS", "1"))
+# Longer than the longest request: a callback is WeChat's order query, perhaps a Unitel
+# login, one submit and perhaps a refund, each bounded by its connect and read timeouts
+# (about 10 s at the worst); 30 s leaves room.
+timeout = int(_env("GUNICORN_TIMEOUT", "30"))
 # On SIGTERM, finish requests in flight (an operator call among them) before exiting.
 graceful_timeout = 20
 keepalive = 5

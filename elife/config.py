@@ -117,7 +117,7 @@ def load_settings(overrides=None, environ=None, dotenv_path=None):
     for f in fields(Settings):
         if f.name in overrides:
             raw = overrides[f.name]
-        elif f.name in environ:
+        elif environ.get(f.name, "") != "":  # `NAME=` (as in .env.example) means unset
             raw = environ[f.name]
         else:
             continue

@@ -34,8 +34,10 @@ TRANSIENT_MYSQL_ERRORS = {
 def engine_options(url, connect_timeout=2, recycle=280):
     if url.startswith("sqlite"):
         # Several processes (gunicorn workers, the sweep) share the file: wait for locks.
-        return {"connect_args": {"timeout": 30}}
+        return {"connect_args": {"timeout": 30}, "hide_parameters": True}
     return {
+        # A logged database error must not carry a phone number in its parameters.
+        "hide_parameters": True,
         "pool_pre_ping": True,
         "pool_recycle": recycle,
         "pool_size": 5,

@@ -123,17 +123,21 @@ def reconcile(order_number, actor, force=False):
     if answer.outcome in (unitel.SUCCESS, unitel.FAILED):
         return _settle(order, answer, actor)
     if answer.outcome != unitel.NOT_FOUND:
-        return order.recharge_status  # pending at the operator, or no clear answer: ask later
+        # Pending at the operator, or no clear answer: ask again later. A claim this old
+        # that is still 'processing' (its worker died) becomes 'unknown', flagged.
+        if order.recharge_status == "processing" and stuck:
+            return _to_unknown(order, "recharge_unknown", actor,
+                               f"stuck processing; status query: {answer.outcome} {answer.code}".strip())
+        return order.recharge_status
     if not stuck:
         event(log, logging.INFO, "not_found_too_soon", order=order_number, actor=actor, age=int(age))
         return order.recharge_status
     if order.submit_count >= MAX_SUBMITS:
-        if order.anomaly_reason != "operator_lost_request":  # flag and shout once, not every minute
-            anomalies.flag(order_number, "operator_lost_request",
+        # Only a person can decide now; the sweep leaves 'unknown' orders at this count alone,
+        # so this flag (and its ERROR line) is written once.
+        event(log, logging.ERROR, "operator_lost_request", order=order_number, submits=order.submit_count)
+        return _to_unknown(order, "operator_lost_request", actor,
                            f"the operator has no record of {order.submit_count} submits; a person must decide")
-            db.session.commit()
-            event(log, logging.ERROR, "operator_lost_request", order=order_number, submits=order.submit_count)
-        return order.recharge_status
     # The one second submit: same request id, only after the operator said it never arrived.
     won = _transition(order, ("unknown", "processing"),
                       {"recharge_status": "processing", "submit_count": Order.submit_count + 1},
@@ -196,6 +200,18 @@ def _submit(order, kind, actor):
           outcome=answer.outcome, code=answer.code, ms=answer.latency_ms,
           phone=phones.mask(order.phone_number))
     return _settle(order, answer, actor)
+
+
+def _to_unknown(order, reason, actor, detail):
+    """Leave the order 'unknown' and flagged for a person (or for the next status query)."""
+    if order.recharge_status == "processing":
+        if not _transition(order, ("processing",), {"recharge_status": "unknown"}):
+            _log_lost_claim(order, actor)
+            return None
+    anomalies.flag(order.order_number, reason, detail)
+    db.session.commit()
+    event(log, logging.WARNING, "flagged", order=order.order_number, reason=reason, actor=actor)
+    return "unknown"
 
 
 def _clear_auto_reason():

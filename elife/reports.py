@@ -184,7 +184,8 @@ def duplicate_submits(since=None):
         q = q.where(OperatorCall.created_at >= since)
     rows = db.session.execute(q).all()
     db.session.commit()
-    return [{"orderNumber": n, "msisdn": m, "submits": c, "resubmits": int(r or 0),
+    from .phones import mask
+    return [{"orderNumber": n, "msisdn": mask(m), "submits": c, "resubmits": int(r or 0),
              "explained": int(r or 0) == c - 1 and c == 2} for n, m, c, r in rows]
 
 

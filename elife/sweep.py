@@ -7,10 +7,13 @@ it never decides anything on its own. Four kinds of work, each walked by keyset 
 others):
 
   1. paid, pending, unclaimed, paid longer ago than SWEEP_GRACE_SECONDS -> recharge
-  2. unknown, or processing claimed longer ago than SWEEP_STUCK_SECONDS -> status query
-  3. failed but still paid (a refund that did not go through)           -> refund again
-  4. unpaid with a payment created in the last SWEEP_UNPAID_WINDOW_SECONDS and older
+  2. unpaid with a payment created in the last SWEEP_UNPAID_WINDOW_SECONDS and older
      than SWEEP_GRACE_SECONDS -> WeChat's order query (a lost callback)
+  3. failed but still paid (a refund that did not go through)           -> refund again
+  4. unknown or processing, claimed longer ago than SWEEP_STUCK_SECONDS -> status query
+
+Paid money comes first, so a slow status endpoint during an operator outage cannot use
+up the run's SWEEP_MAX_SECONDS before refunds and lost callbacks are seen to.
 
 The keyset is the index order of each selection: id for the first (its index has three
 equalities before id), (recharge_at, id) or (payment_created_at, id) for the others.
@@ -67,19 +70,23 @@ def selections(now, s):
     stuck = now - timedelta(seconds=s.SWEEP_STUCK_SECONDS)
     window = now - timedelta(seconds=s.SWEEP_UNPAID_WINDOW_SECONDS)
     return [
+        # Paid money first: nothing sent yet, or not even marked paid.
         # idx_payment_recharge_at (payment_status, recharge_status, recharge_at, id)
         ("paid_unclaimed", sa.and_(Order.payment_status == "paid", Order.recharge_status == "pending",
                                    Order.recharge_at.is_(None), Order.paid_at < grace), None),
-        # idx_recharge_status_at_seqid (recharge_status, recharge_at, id)
-        ("unknown", Order.recharge_status == "unknown", Order.recharge_at),
-        ("stuck_processing", sa.and_(Order.recharge_status == "processing", Order.recharge_at < stuck),
-         Order.recharge_at),
-        # idx_payment_recharge_at
-        ("refund_pending", sa.and_(Order.payment_status == "paid", Order.recharge_status == "failed"),
-         Order.recharge_at),
         # idx_orders_payment_created (payment_status, payment_created_at, id)
         ("lost_callback", sa.and_(Order.payment_status == "unpaid", Order.payment_created_at >= window,
                                   Order.payment_created_at < grace), Order.payment_created_at),
+        # idx_payment_recharge_at
+        ("refund_pending", sa.and_(Order.payment_status == "paid", Order.recharge_status == "failed"),
+         Order.recharge_at),
+        # Then the unclear ones, once SWEEP_STUCK_SECONDS have passed since the claim;
+        # an order the operator lost twice waits for a person, not for the sweep.
+        # idx_recharge_status_at_seqid (recharge_status, recharge_at, id)
+        ("unknown", sa.and_(Order.recharge_status == "unknown", Order.recharge_at < stuck,
+                            Order.submit_count < recharge.MAX_SUBMITS), Order.recharge_at),
+        ("stuck_processing", sa.and_(Order.recharge_status == "processing", Order.recharge_at < stuck),
+         Order.recharge_at),
     ]
 
 

@@ -88,3 +88,18 @@ def test_production_start_without_settings_is_one_clear_line(tmp_path):
     line = r.stderr.strip().splitlines()[-1]
     assert line.startswith("elife: cannot start: missing required settings: DATABASE_URL, SECRET_KEY")
     assert "UNITEL_PASSWORD" in line and "WECHAT_APPID" not in line
+
+
+def test_a_copy_of_env_example_is_a_working_development_setup():
+    """Empty values in .env.example mean 'unset'; its production values are commented."""
+    from pathlib import Path
+    from dotenv import dotenv_values
+    values = dotenv_values(Path(__file__).resolve().parent.parent / ".env.example")
+    s = load_settings(environ={k: v for k, v in values.items() if v is not None})
+    assert s.LOG_DIR.endswith("logs")
+    assert s.UNITEL_API_URL == "http://127.0.0.1:3001/unitel"
+    assert s.WECHAT_API_BASE == "http://127.0.0.1:3001/wechat"
+    assert s.DATABASE_URL.startswith("sqlite:///")
+    prod = load_settings(environ={**{k: v for k, v in values.items() if v is not None},
+                                  "ELIFE_ENV": "production"})
+    assert "UNITEL_PASSWORD" in prod.missing_required() and "WECHAT_APPID" in prod.missing_required()

@@ -47,7 +47,7 @@ def test_incident_scopes_and_finds_a_double_submit(app, ctx, client, customer, o
     db.session.commit()
     r = _run([sys.executable, "-m", "flask", "elife", "incident", "--since", "2020-01-01 00:00"], settings_env)
     assert r.returncode == 2
-    assert f"{n} msisdn 88888888: 2 submits (SENT TWICE)" in r.stdout
+    assert f"{n} msisdn 88****88: 2 submits (SENT TWICE)" in r.stdout
 
 
 def test_incident_rejects_a_bad_time(settings_env, migrated):

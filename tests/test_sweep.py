@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from conftest import REPO, mysql_only, order_row
+from conftest import REPO, free_port, mysql_only, order_row
 from elife import sweep
 from elife.extensions import db
 from elife.models import Order, User
@@ -103,6 +103,8 @@ def test_unknown_order_is_settled_by_the_status_query(app, ctx, client, customer
     assert r.get_json()["errcode"] == 0
     assert order_row(n)["recharge_status"] == "unknown"
     sandbox.mode("success")
+    assert sweep.run().found == 0  # unclear orders wait SWEEP_STUCK_SECONDS after the claim
+    _set(n, recharge_at=utcnow() - LONG_AGO)
     s = sweep.run()
     row = order_row(n)
     assert row["recharge_status"] == "success" and row["anomaly_reason"] is None
@@ -311,8 +313,9 @@ def test_a_lost_request_is_flagged_once_not_every_minute(make_app, app, sandbox,
     app = make_app(SWEEP_STUCK_SECONDS=0)
     with app.app_context():
         [n] = _bulk_due_orders(1)
-        # Submitted twice already, and the operator knows neither: only a person can decide.
-        _set(n, recharge_status="unknown", recharge_at=utcnow() - LONG_AGO, submit_count=2, version=3)
+        # The resubmit's worker died after its claim, and the operator knows neither
+        # request: only a person can decide, and the sweep then leaves the order alone.
+        _set(n, recharge_status="processing", recharge_at=utcnow() - LONG_AGO, submit_count=2, version=3)
         for _ in range(3):
             sweep.run()
         row = order_row(n)
@@ -321,3 +324,16 @@ def test_a_lost_request_is_flagged_once_not_every_minute(make_app, app, sandbox,
         assert sandbox.submits_for(n) == []
     errors = (log_dir / "error.log").read_text(encoding="utf-8")
     assert errors.count(f"event=operator_lost_request order={n}") == 1
+
+
+def test_stuck_processing_with_no_clear_answer_becomes_unknown_and_flagged(make_app, app, sandbox):
+    """A claim whose worker died, and a status endpoint that cannot say: the order is not
+    left 'processing' unflagged forever."""
+    app = make_app(SWEEP_STUCK_SECONDS=60, UNITEL_API_URL=f"http://127.0.0.1:{free_port()}/unitel")
+    with app.app_context():
+        [n] = _bulk_due_orders(1)
+        _set(n, recharge_status="processing", recharge_at=utcnow() - LONG_AGO, submit_count=1, version=1)
+        sweep.run()
+        row = order_row(n)
+        assert (row["recharge_status"], row["anomaly_reason"]) == ("unknown", "recharge_unknown")
+        assert row["submit_count"] == 1 and sandbox.submits_for(n) == []

@@ -67,6 +67,8 @@ class UnitelClient:
         if r.status_code != 200:
             raise requests.HTTPError(f"login answered HTTP {r.status_code}")
         data = r.json()
+        if not isinstance(data, dict):
+            raise requests.HTTPError("login answered something that is not an object")
         token, ttl = data.get("access_token"), data.get("expires_in", 300)
         if not isinstance(token, str) or not token:
             raise requests.HTTPError("login answered without a token")
