@@ -42,11 +42,14 @@ def create(user, *, phone_number, operator, recharge_type, product_code, idempot
         # would cost nothing is this product (409).
         raise ApiError(503 if e.code == "no_exchange_rate" else 409, e.code, e.message) from None
 
-    limits.orders_by_user(user.id)  # counts valid creates only; commits its own counter
+    # Read these now: every commit below (the limit counters, the insert) expires the
+    # ORM objects, and touching one afterwards costs a SELECT (scripts/bench).
+    user_id, code = user.id, product.product_code
+    limits.orders_by_user(user_id)  # counts valid creates only; commits its own counter
     if idempotency_key:
-        existing = _claim_idempotency_key(user.id, idempotency_key)
+        existing = _claim_idempotency_key(user_id, idempotency_key)
         if existing is not None:
-            asked = (number, operator, recharge_type, product.product_code)
+            asked = (number, operator, recharge_type, code)
             had = (existing.phone_number, existing.product_operator, existing.recharge_type,
                    existing.product_code)
             if asked != had:
@@ -55,20 +58,24 @@ def create(user, *, phone_number, operator, recharge_type, product_code, idempot
             return existing, False
 
     order = Order(
-        order_number=new_order_number(), user_id=user.id, phone_number=number,
-        product_operator=operator, recharge_type=recharge_type, product_code=product.product_code,
+        order_number=new_order_number(), user_id=user_id, phone_number=number,
+        product_operator=operator, recharge_type=recharge_type, product_code=code,
         product_price_tg=pr.price_tg, product_price_rmb=pr.price_rmb, total_fee=pr.total_fee,
         exchange_rate=pr.rate, payment_status="unpaid", recharge_status="pending",
     )
     db.session.add(order)
     if idempotency_key:
         db.session.execute(sa.update(IdempotencyKey)
-                           .where(IdempotencyKey.user_id == user.id,
+                           .where(IdempotencyKey.user_id == user_id,
                                   IdempotencyKey.idem_key == idempotency_key)
                            .values(order_number=order.order_number))
+    db.session.flush()
+    # Answer with the row as inserted: detached before the commit, the order keeps the
+    # values it was inserted with instead of being re-read for the answer.
+    db.session.expunge(order)
     db.session.commit()
     event(log, logging.INFO, "order_created", order=order.order_number,
-          phone=phones.mask(number), product=product.product_code, total_fee=pr.total_fee)
+          phone=phones.mask(number), product=code, total_fee=pr.total_fee)
     return order, True
 
 
