@@ -11,7 +11,7 @@ import logging
 import sqlalchemy as sa
 from flask import current_app
 
-from . import anomalies, recharge
+from . import anomalies, database, recharge
 from .clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
 from .errors import ApiError
 from .extensions import db
@@ -173,14 +173,18 @@ def confirm_paid(order, trade, transaction_id, actor):
         db.session.commit()
         return "rejected"
     now = utcnow()
-    result = db.session.execute(
-        sa.update(Order).where(Order.order_number == n, Order.payment_status == "unpaid")
-        .values(payment_status="paid", paid_at=now, updated_at=now, version=Order.version + 1,
-                transaction_id=(trade.transaction_id or transaction_id or None) and
-                str(trade.transaction_id or transaction_id)[:64])
-        .execution_options(synchronize_session=False))
-    db.session.commit()
-    if result.rowcount != 1:
+    def mark_paid():  # conditional: a repeat after a lost acknowledgement matches nothing
+        result = db.session.execute(
+            sa.update(Order).where(Order.order_number == n, Order.payment_status == "unpaid")
+            .values(payment_status="paid", paid_at=now, updated_at=now, version=Order.version + 1,
+                    transaction_id=(trade.transaction_id or transaction_id or None) and
+                    str(trade.transaction_id or transaction_id)[:64])
+            .execution_options(synchronize_session=False))
+        db.session.commit()
+        return result.rowcount
+
+    # Concurrent deliveries can deadlock on the row (InnoDB picks a victim): retry that.
+    if database.run_unit(_settings(), mark_paid, "mark_paid") != 1:
         event(log, logging.INFO, "duplicate_notice", "重复的支付通知", order=n, actor=actor)
         recharge.recharge_paid_order(n, actor)  # the winner claims; this logs already_processing
         return "duplicate"

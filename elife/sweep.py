@@ -81,10 +81,13 @@ def selections(now, s):
         ("refund_pending", sa.and_(Order.payment_status == "paid", Order.recharge_status == "failed"),
          Order.recharge_at),
         # Then the unclear ones, once SWEEP_STUCK_SECONDS have passed since the claim;
-        # an order the operator lost twice waits for a person, not for the sweep.
+        # an order the operator lost twice (flagged, or already seen by a person) waits
+        # for a person, not for the sweep. After a resubmit that was unclear, keep asking.
         # idx_recharge_status_at_seqid (recharge_status, recharge_at, id)
         ("unknown", sa.and_(Order.recharge_status == "unknown", Order.recharge_at < stuck,
-                            Order.submit_count < recharge.MAX_SUBMITS), Order.recharge_at),
+                            sa.or_(Order.submit_count < recharge.MAX_SUBMITS,
+                                   sa.and_(sa.func.coalesce(Order.anomaly_reason, "") != "operator_lost_request",
+                                           Order.resolved_at.is_(None)))), Order.recharge_at),
         ("stuck_processing", sa.and_(Order.recharge_status == "processing", Order.recharge_at < stuck),
          Order.recharge_at),
     ]
