@@ -126,7 +126,8 @@ def write(b, out):
     # -- 1 ------------------------------------------------------------------------------
     add("## 1. Throughput against the ceiling")
     add("")
-    add(f"wrk, {cfg['threads']} threads and {cfg['conns']} connections, {cfg['seconds']} s each after a "
+    add(f"wrk, {cfg['threads']} thread{'s' if cfg['threads'] > 1 else ''} and {cfg['conns']} connections "
+        f"(a new connection per request: gunicorn's sync workers close each), {cfg['seconds']} s each after a "
         f"{cfg['warmup']} s warm-up (not counted), in {cfg['rounds']} round(s) of ceiling, `GET /products`, "
         "`POST /orders`, callback, and the ceiling once more at the end. The ceiling is `bench/ceiling.py`: a "
         "bare Flask app selecting one product by primary key through SQLAlchemy's pool (the service's engine "
@@ -170,9 +171,9 @@ def write(b, out):
         add(f"Callback run {i}: wrk was handed {cb['notices']:,} genuine notices (prepared as the sandbox would "
             "send them: orders created through the API, `POST /payment/create`, paid in the sandbox with "
             "`{\"notify\": false}`, the notice from `GET /wechat/_notice/<n>`), the operator answering at once; "
-            f"{cb['requests']:,} answers over {cb['duration_us'] / 1e6:.1f} s, from the first notice sent to "
-            "the last answered (once a wrk thread's share is sent, a connection asking for more gets "
-            f"`GET /health`, not counted: {cb['wrk_requests'] - cb['requests']} of those). "
+            f"{cb['requests']:,} answers counted over {cb['duration_us'] / 1e6:.1f} s, from the first notice "
+            "sent to the last answer counted (wrk is stopped once the last notice is handed out; the few still "
+            "in flight are processed, not counted). "
             f"{cb['delivered']:,} reached the service"
             + (" (the others never left wrk)" if cb["delivered"] < cb["notices"] else "")
             + "; afterwards the orders were: " + ", ".join(f"{v} {k}" for k, v in sorted(cb["states"].items()))
@@ -298,7 +299,8 @@ def write(b, out):
     add(" ".join(b.args.argv))
     add("# processes")
     L.extend(b.server_commands)
-    add("# load (wrk; the Lua scripts are in bench/lua)")
+    add(f"# load (wrk; the Lua scripts are in bench/lua); each GET and POST /orders run is preceded by the same command with "
+        f"-d{cfg['warmup']}s as a warm-up, not counted")
     L.extend(b.wrk.commands)
     add("```")
     add("")
