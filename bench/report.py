@@ -179,9 +179,10 @@ def write(b, out):
             + "; afterwards the orders were: " + ", ".join(f"{v} {k}" for k, v in sorted(cb["states"].items()))
             + ".")
         add("")
-    add("Each callback is: the notice recorded, the order read, WeChat's order query (HTTP), the paid "
-        "UPDATE, the claim, the operator's submit (HTTP), its audit row, the settle and the notice's decision, "
-        "each step committed on its own before the next (the design's at-most-once rule).")
+    add("Each callback is four transactions around two HTTP calls: the notice recorded with its order "
+        "read; WeChat's order query (HTTP); the paid UPDATE, the claim and the submit's audit row, committed "
+        "together before the operator is called (the design's at-most-once rule); the operator's submit "
+        "(HTTP); its answer onto the audit row with the settle; the notice's decision.")
     add("")
 
     # -- 2 ------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ import sqlalchemy as sa
 
 from .extensions import db
 from .models import OperatorCall, OrderEvent
+from .timeutil import utcnow
 
 
 def record_call(order, kind, outcome, detail="", http_status=None, latency_ms=None):
@@ -17,22 +18,31 @@ def record_answer(order, kind, answer):
                 answer.http_status, answer.latency_ms)
 
 
+_CALLS = OperatorCall.__table__
+
+
+def insert_sending(order, kind):
+    """The row of a submit (outcome 'sent'), in the open transaction: the caller commits
+    it before the submit is sent -- with the claim that allows it, for a first submit --
+    so every request that leaves us has its row even when the database fails before the
+    answer is written. Returns the row's id for record_outcome."""
+    return db.session.connection().execute(_CALLS.insert(), {
+        "order_number": order.order_number, "request_id": order.order_number,
+        "msisdn": order.phone_number, "kind": kind, "outcome": "sent",
+        "created_at": utcnow()}).inserted_primary_key[0]
+
+
 def record_sending(order, kind):
-    """The row of a submit, committed before it is sent (outcome 'sent'), so that every
-    request that leaves us has its row even when the database fails before the answer
-    is written. Not retried: a repeat after a lost commit acknowledgement would leave
-    two rows for one request. Returns the row's id for record_outcome."""
-    row = OperatorCall(order_number=order.order_number, request_id=order.order_number,
-                       msisdn=order.phone_number, kind=kind, outcome="sent")
-    db.session.add(row)
-    db.session.flush()
-    call_id = row.id
+    """insert_sending, committed at once. Not retried: a repeat after a lost commit
+    acknowledgement would leave two rows for one request."""
+    call_id = insert_sending(order, kind)
     db.session.commit()
     return call_id
 
 
 def record_outcome(call_id, answer):
-    db.session.execute(sa.update(OperatorCall).where(OperatorCall.id == call_id).values(
+    """The answer to a submit, onto its row (the caller commits: with the settle)."""
+    db.session.connection().execute(_CALLS.update().where(_CALLS.c.id == call_id).values(
         outcome=answer.outcome, http_status=answer.http_status, latency_ms=answer.latency_ms,
         answer=f"{answer.code} {answer.message}".strip()[:1000] or None))
 

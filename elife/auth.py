@@ -1,7 +1,9 @@
 """Customer identity: signed, expiring tokens (itsdangerous), or WeChat Cloud Hosting's
 X-WX-OPENID header when TRUST_WX_HEADERS says the platform sits in front of us."""
 import logging
+from dataclasses import dataclass
 
+import sqlalchemy as sa
 from flask import current_app, g, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
@@ -12,6 +14,14 @@ from .models import User
 
 log = logging.getLogger("elife.auth")
 _SALT = "elife.customer-token.v1"
+_OPENID = sa.select(User.__table__.c.openid).where(User.__table__.c.id == sa.bindparam("uid"))
+
+
+@dataclass(frozen=True)
+class Customer:
+    """The caller as a token names them, checked against the users table."""
+    id: int
+    openid: str
 
 
 def _serializer():
@@ -67,7 +77,11 @@ def _user_from_token(token, ttl):
         raise ApiError(401, "invalid_token", "the token is not valid") from None
     if not isinstance(data, dict):
         raise ApiError(401, "invalid_token", "the token is not valid")
-    user = db.session.get(User, data.get("uid")) if isinstance(data.get("uid"), int) else None
-    if user is None or user.openid != data.get("oid"):
+    uid = data.get("uid")
+    if not isinstance(uid, int) or isinstance(uid, bool):
         raise ApiError(401, "invalid_token", "the token is not valid")
-    return user
+    # The openid too: a token must not pass for whoever holds its id after a restore.
+    openid = db.session.connection().execute(_OPENID, {"uid": uid}).scalar()
+    if openid is None or openid != data.get("oid"):
+        raise ApiError(401, "invalid_token", "the token is not valid")
+    return Customer(uid, openid)

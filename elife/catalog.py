@@ -1,21 +1,30 @@
 """The product catalogue, priced at the active exchange rate."""
+import sqlalchemy as sa
+
 from .extensions import db
 from .models import Product
-from .pricing import PricingError, active_rate, price, yuan
+from .pricing import RATE, PricingError, checked_rate, price, yuan
 
 RECHARGE_TYPES = ("VOICE", "DATA")
+_P = Product.__table__
+# Each product with the rate beside it: one statement for the catalogue or one product.
+_PRICED = sa.select(_P.c.product_code, _P.c.product_operator, _P.c.recharge_type, _P.c.name,
+                    _P.c.price_tg, RATE).where(_P.c.is_active.is_(True))
+_ONE = _PRICED.where(_P.c.product_operator == sa.bindparam("op"), _P.c.recharge_type == sa.bindparam("rt"),
+                     _P.c.product_code == sa.bindparam("code"))
 
 
 def products(operator=None, recharge_type=None):
-    q = db.session.query(Product).filter(Product.is_active.is_(True))
+    q = _PRICED
     if operator:
-        q = q.filter(Product.product_operator == operator)
+        q = q.where(_P.c.product_operator == operator)
     if recharge_type:
-        q = q.filter(Product.recharge_type == recharge_type)
-    rows = q.order_by(Product.product_operator, Product.recharge_type, Product.price_tg, Product.id).all()
+        q = q.where(_P.c.recharge_type == recharge_type)
+    q = q.order_by(_P.c.product_operator, _P.c.recharge_type, _P.c.price_tg, _P.c.id)
+    rows = db.session.connection().execute(q).all()
     if not rows:
         return []
-    rate = active_rate()
+    rate = checked_rate(rows[0].rate)
     out = []
     for p in rows:
         try:
@@ -39,7 +48,7 @@ def as_json(p, pr):
 
 
 def find_active(operator, recharge_type, code):
-    return (db.session.query(Product)
-            .filter_by(product_operator=operator, recharge_type=recharge_type,
-                       product_code=code, is_active=True)
-            .one_or_none())
+    """The product on sale as (product_code, price_tg, rate as read), or None. The rate
+    is unchecked: pass it to pricing.checked_rate."""
+    row = db.session.connection().execute(_ONE, {"op": operator, "rt": recharge_type, "code": code}).first()
+    return row and (row.product_code, row.price_tg, row.rate)

@@ -18,59 +18,88 @@ from .logs import event
 from .models import RateLimit
 
 log = logging.getLogger("elife.limits")
+_T = RateLimit.__table__
+_COUNTS = sa.select(_T.c.bucket, _T.c.count).where(_T.c.bucket.in_(sa.bindparam("buckets", expanding=True)))
+_UNCOUNT = _T.update().where(_T.c.bucket == sa.bindparam("b")).values(count=_T.c.count - 1)
 
 
-def _upsert(bucket, expires_at, commit=True):
-    dialect = db.engine.dialect.name
-    values = {"bucket": bucket, "count": 1, "expires_at": expires_at}
-    if dialect == "mysql":
+def _upsert_statement(dialect):
+    """`count = count + 1`, inserting the row if it is new, and the counts as they now
+    are where the server can say (MariaDB 10.5+, SQLite 3.35+: RETURNING). Executed
+    with a list of rows: one multi-row statement, compiled once."""
+    if dialect.name == "mysql":
         from sqlalchemy.dialects.mysql import insert
-        stmt = insert(RateLimit).values(**values)
-        stmt = stmt.on_duplicate_key_update(count=RateLimit.count + 1)
+        stmt = insert(_T).on_duplicate_key_update(count=_T.c.count + sa.literal_column("1"))
     else:
         from sqlalchemy.dialects.sqlite import insert
-        stmt = insert(RateLimit).values(**values)
-        stmt = stmt.on_conflict_do_update(index_elements=["bucket"], set_={"count": RateLimit.count + 1})
-    db.session.execute(stmt)
-    n = db.session.execute(sa.select(RateLimit.count).where(RateLimit.bucket == bucket)).scalar()
+        stmt = insert(_T).on_conflict_do_update(index_elements=["bucket"], set_={"count": _T.c.count + 1})
+    return stmt.returning(_T.c.bucket, _T.c.count) if dialect.insert_returning else stmt
+
+
+_UPSERT = {}
+
+
+def _count(conn, rows):
+    """Add one hit to each bucket in `rows` [(bucket, expires_at)]; {bucket: count}."""
+    stmt = _UPSERT.get(conn.dialect.name)
+    if stmt is None:
+        stmt = _UPSERT[conn.dialect.name] = _upsert_statement(conn.dialect)
+    result = conn.execute(stmt, [{"bucket": b, "count": 1, "expires_at": e} for b, e in rows])
+    if result.returns_rows:
+        return dict(result.all())
+    # MySQL has no RETURNING: read them (our own writes, visible in our transaction).
+    return dict(conn.execute(_COUNTS, {"buckets": [b for b, _ in rows]}).all())
+
+
+def hit_all(subject, windows, commit=True):
+    """Count one hit of `subject` in each window [(name, limit, seconds)], checked in
+    order; raise 429 at the first one over its limit. The windows after it are not
+    counted (a customer over the minute limit does not spend the day's).
+
+    One statement however many windows (two on MySQL, which lacks RETURNING). commit=False leaves the
+    counts in the open transaction for the caller to commit with its own writes (a 429
+    is committed here all the same: the rejected hit counts)."""
+    now = time.time()
+    active = []
+    for name, limit, seconds in windows:
+        if limit and limit > 0:
+            window = int(now // seconds)
+            bucket = f"{name}:{subject}:{seconds}:{window}"[:128]
+            active.append((bucket, name, limit, (window + 1) * seconds))
+    if not active:
+        return
+    conn = db.session.connection()
+    counts = _count(conn, [(b, datetime.fromtimestamp(end, timezone.utc).replace(tzinfo=None))
+                           for b, _, _, end in active])
+    for i, (bucket, name, limit, end) in enumerate(active):
+        if counts[bucket] > limit:
+            for later in active[i + 1:]:
+                conn.execute(_UNCOUNT, {"b": later[0]})
+            db.session.commit()
+            retry_after = max(1, math.ceil(end - now))
+            event(log, logging.WARNING, "rate_limited", limit=name, subject=subject,
+                  count=counts[bucket], max=limit)
+            raise ApiError(429, "rate_limited",
+                           f"too many requests ({name}); try again in {retry_after} s",
+                           headers={"Retry-After": str(retry_after)})
     if commit:
         db.session.commit()
-    return n
 
 
 def hit(name, subject, limit, window_seconds, commit=True):
-    """Count one hit of `name` for `subject`; raise 429 when over `limit` in the window.
-
-    commit=False leaves the count in the open transaction for the caller to commit
-    (a 429 is committed here all the same: the rejected hit counts)."""
-    if not limit or limit <= 0:
-        return
-    now = time.time()
-    window = int(now // window_seconds)
-    bucket = f"{name}:{subject}:{window_seconds}:{window}"[:128]
-    expires = datetime.fromtimestamp((window + 1) * window_seconds, timezone.utc).replace(tzinfo=None)
-    count = _upsert(bucket, expires, commit)
-    if count > limit:
-        if not commit:
-            db.session.commit()
-        retry_after = max(1, math.ceil((window + 1) * window_seconds - now))
-        event(log, logging.WARNING, "rate_limited", limit=name, subject=subject, count=count, max=limit)
-        raise ApiError(429, "rate_limited",
-                       f"too many requests ({name}); try again in {retry_after} s",
-                       headers={"Retry-After": str(retry_after)})
+    """Count one hit of `name` for `subject`; raise 429 when over `limit` in the window."""
+    hit_all(subject, [(name, limit, window_seconds)], commit)
 
 
 def settings():
     return current_app.config["SETTINGS"]
 
 
-def orders_by_user(user_id):
-    """Both windows in one transaction: one commit per order, not two (scripts/bench).
-    As before, a hit over the minute limit is not counted against the day."""
+def orders_by_user(user_id, commit=True):
+    """Both windows; commit=False leaves them for orders.create to commit with the order."""
     s = settings()
-    hit("orders-minute", f"u{user_id}", s.LIMIT_ORDERS_PER_MINUTE, 60, commit=False)
-    hit("orders-day", f"u{user_id}", s.LIMIT_ORDERS_PER_DAY, 86400, commit=False)
-    db.session.commit()
+    hit_all(f"u{user_id}", [("orders-minute", s.LIMIT_ORDERS_PER_MINUTE, 60),
+                            ("orders-day", s.LIMIT_ORDERS_PER_DAY, 86400)], commit)
 
 
 def logins_by_address(address):

@@ -100,7 +100,8 @@ class Order(db.Model):
 
 
 class PaymentNotice(db.Model):
-    """Every callback as it arrived, written before anything is decided."""
+    """Every callback as it arrived, written with the first decision about it and before
+    it is answered."""
     __tablename__ = "payment_notices"
     __table_args__ = (sa.Index("idx_payment_notices_order", "order_number", "id"),)
     id = db.Column(BigId, primary_key=True, autoincrement=True)

@@ -438,7 +438,7 @@ def build_spec(settings):
         "/payment/callback/{orderNumber}": {"post": {
             "tags": ["wechat"], "operationId": "paymentCallback", "security": [],
             "summary": "WeChat Pay's payment notice (Cloud Hosting, callback_type 2)",
-            "description": ("Every body is recorded before anything is decided. The answer is "
+            "description": ("Every body is recorded, with the first decision about it. The answer is "
                             '{"errcode":0,"errmsg":"OK"} once the notice is recorded -- also when it '
                             "was rejected and the order flagged, or names no order of ours -- so that "
                             'WeChat stops retrying; {"errcode":1} when WeChat\'s order query could not '

@@ -68,26 +68,36 @@ def create_payment(order, openid, client_ip):
 # -- the callback -------------------------------------------------------------------------
 
 def handle_callback(url_order_number, raw_body, headers):
-    """Returns (http_status, json). Every notice is recorded before anything is decided."""
+    """Returns (http_status, json). Every notice is recorded, in the transaction of the
+    first thing decided about it (reading its order, or rejecting it), and its decision
+    written before the answer: an answer is never sent for a notice not on record."""
     body = raw_body[:NOTICE_BODY_CAP].decode("utf-8", "replace")
     if len(raw_body) > NOTICE_BODY_CAP:
         body += f"...[truncated: {len(raw_body)} bytes in all]"
-    notice = PaymentNotice(
-        order_number=url_order_number[:64],
-        headers=json.dumps({h: headers.get(h)[:NOTICE_HEADER_CAP] for h in PLATFORM_HEADERS if headers.get(h)}),
-        body=body)
-    db.session.add(notice)
-    db.session.flush()
-    notice_id = notice.id  # read before the commit expires it (after, it is a SELECT)
-    db.session.commit()
-    status, reply, decision, detail = _decide(url_order_number, raw_body, headers)
-    db.session.execute(sa.update(PaymentNotice).where(PaymentNotice.id == notice_id)
-                       .values(decision=decision, detail=detail and detail[:2000]))
-    db.session.commit()
+    notice_id = db.session.connection().execute(_NOTICE, {
+        "order_number": url_order_number[:64], "received_at": utcnow(), "body": body,
+        "headers": json.dumps({h: headers.get(h)[:NOTICE_HEADER_CAP]
+                               for h in PLATFORM_HEADERS if headers.get(h)}),
+    }).inserted_primary_key[0]
+
+    def record(decision, detail=None):  # the notice's decision, in the open transaction
+        db.session.connection().execute(_DECISION, {"notice": notice_id, "d": decision,
+                                                    "why": detail and detail[:2000]})
+
+    status, reply, decision, detail = _decide(url_order_number, raw_body, headers, record)
+    if decision != "paid":  # a paid notice's decision was committed with the payment
+        record(decision, detail)
+        db.session.commit()
     return status, reply
 
 
-def _decide(n, raw_body, headers):
+_N = PaymentNotice.__table__
+_NOTICE = _N.insert()
+_DECISION = _N.update().where(_N.c.id == sa.bindparam("notice")).values(
+    decision=sa.bindparam("d"), detail=sa.bindparam("why"))
+
+
+def _decide(n, raw_body, headers, record):
     shown = _short(n)  # the URL is the caller's: never write it into the log as it is
     try:
         body = json.loads(raw_body)
@@ -132,7 +142,7 @@ def _decide(n, raw_body, headers):
     except (WeChatUnavailable, WeChatRejected) as exc:
         event(log, logging.WARNING, "order_query_failed", "无法向微信确认支付，稍后重试", order=n, error=str(exc))
         return 200, RETRY, "query_failed", str(exc)
-    decision = confirm_paid(order, trade, body.get("transactionId"), "callback")
+    decision = confirm_paid(order, trade, body.get("transactionId"), "callback", record)
     return 200, OK, decision, None
 
 
@@ -159,8 +169,11 @@ def check_notice(order, body):
     return failures
 
 
-def confirm_paid(order, trade, transaction_id, actor):
-    """Mark paid if WeChat's order query says so, then recharge. Shared with the sweep."""
+def confirm_paid(order, trade, transaction_id, actor, record=None):
+    """Mark paid if WeChat's order query says so, then recharge. Shared with the sweep.
+
+    `order` is as read before the query; `record("paid")`, when given, writes in the
+    transaction that marks it paid (the callback's notice decision)."""
     n = order.order_number
     if not trade.paid:
         event(log, logging.WARNING, "payment_unconfirmed", "微信订单查询未确认支付",
@@ -172,25 +185,39 @@ def confirm_paid(order, trade, transaction_id, actor):
         anomalies.flag(n, "amount_mismatch", detail)
         db.session.commit()
         return "rejected"
-    now = utcnow()
-    def mark_paid():  # conditional: a repeat after a lost acknowledgement matches nothing
-        result = db.session.execute(
-            sa.update(Order).where(Order.order_number == n, Order.payment_status == "unpaid")
-            .values(payment_status="paid", paid_at=now, updated_at=now, version=Order.version + 1,
-                    transaction_id=(trade.transaction_id or transaction_id or None) and
-                    str(trade.transaction_id or transaction_id)[:64])
-            .execution_options(synchronize_session=False))
+    def mark_paid():
+        # Conditional: a repeat after a lost acknowledgement matches nothing. The claim
+        # rides in the same transaction (one commit before the operator is called).
+        now = utcnow()
+        tx = (trade.transaction_id or transaction_id or None) and str(trade.transaction_id or transaction_id)[:64]
+        paid = db.session.connection().execute(_PAID, {"n": n, "now": now, "tx": tx}).rowcount == 1
+        claim = None
+        if paid:
+            # The row as this UPDATE left it (locked until the commit): no need to read it.
+            known = Order(**{c.key: getattr(order, c.key) for c in _O.columns})
+            known.payment_status, known.paid_at, known.transaction_id = "paid", now, tx
+            known.version += 1
+            claim = recharge.claim_in_transaction(n, actor, known=known)
+            if record is not None:
+                record("paid")
         db.session.commit()
-        return result.rowcount
+        return paid, claim
 
     # Concurrent deliveries can deadlock on the row (InnoDB picks a victim): retry that.
-    if database.run_unit(_settings(), mark_paid, "mark_paid") != 1:
+    paid, claim = database.run_unit(_settings(), mark_paid, "mark_paid")
+    if not paid:
         event(log, logging.INFO, "duplicate_notice", "重复的支付通知", order=n, actor=actor)
         recharge.recharge_paid_order(n, actor)  # the winner claims; this logs already_processing
         return "duplicate"
     event(log, logging.INFO, "payment_confirmed", order=n, actor=actor, total_fee=order.total_fee)
-    recharge.recharge_paid_order(n, actor)
+    recharge.submit_claimed(claim, actor)
     return "paid"
+
+
+_O = Order.__table__
+_PAID = (_O.update().where(_O.c.order_number == sa.bindparam("n"), _O.c.payment_status == "unpaid")
+         .values(payment_status="paid", transaction_id=sa.bindparam("tx"), paid_at=sa.bindparam("now"),
+                 updated_at=sa.bindparam("now"), version=_O.c.version + 1))
 
 
 def _attach_order_number(attach):

@@ -7,7 +7,8 @@ holds -- the seed's amount check (ROUND(product_price_rmb * 100)) agrees with it
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from .extensions import db
+import sqlalchemy as sa
+
 from .models import ExchangeRate
 
 RATE_CURRENCY = "MNT_TO_CNY"
@@ -49,14 +50,18 @@ def price(price_tg, rate):
     return Price(price_tg, rate, fee)
 
 
-def active_rate():
-    """The newest active MNT->CNY rate, or a PricingError."""
-    row = (db.session.query(ExchangeRate)
-           .filter(ExchangeRate.currency == RATE_CURRENCY, ExchangeRate.is_active.is_(True))
-           .order_by(ExchangeRate.id.desc()).first())
-    if row is None or row.rate is None or Decimal(row.rate) <= 0:
+_R = ExchangeRate.__table__
+# The newest active MNT->CNY rate; a scalar subquery so the catalogue reads it in the
+# same statement as its products.
+RATE = (sa.select(_R.c.rate).where(_R.c.currency == RATE_CURRENCY, _R.c.is_active.is_(True))
+        .order_by(_R.c.id.desc()).limit(1).scalar_subquery().label("rate"))
+
+
+def checked_rate(value):
+    """The rate as read (RATE), or a PricingError when there is none usable."""
+    if value is None or Decimal(value) <= 0:
         raise PricingError("no_exchange_rate", "no active MNT to CNY exchange rate is configured")
-    return Decimal(row.rate)
+    return Decimal(value)
 
 
 def yuan(fen):

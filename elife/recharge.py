@@ -16,7 +16,6 @@ import logging
 from datetime import timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError
 from flask import current_app
 
 from . import anomalies, audit, database, phones
@@ -38,27 +37,40 @@ def _settings():
     return current_app.config["SETTINGS"]
 
 
+_O = Order.__table__
+_BY_NUMBER = sa.select(_O).where(_O.c.order_number == sa.bindparam("n"))
+
+
+def _read(order_number):
+    """The order, read in the open transaction, as an Order that no session tracks:
+    nothing about it is written back except by the conditional UPDATEs below."""
+    row = db.session.connection().execute(_BY_NUMBER, {"n": order_number}).mappings().first()
+    return Order(**row) if row is not None else None
+
+
 def _load(order_number):
     """Read the order and end the transaction, so the next statement sees fresh data
     (under REPEATABLE READ a re-read in the same transaction would show the old row)."""
-    order = db.session.query(Order).filter_by(order_number=order_number).one_or_none()
-    if order is not None:
-        db.session.expunge(order)
+    order = _read(order_number)
     db.session.commit()
     return order
 
 
-def _transition(order, expect_statuses, values, extra_where=()):
-    """One conditional UPDATE from `order.version`; True when this process won."""
+def _transition(order, expect_statuses, values, extra_where=(), also=None):
+    """One conditional UPDATE from `order.version`; True when this process won.
+
+    `also()` writes in the same transaction first (a submit's answer onto its audit
+    row), committed whichever way the UPDATE goes."""
     def unit():
-        result = db.session.execute(
-            sa.update(Order)
-            .where(Order.order_number == order.order_number,
-                   Order.version == order.version,
-                   Order.recharge_status.in_(expect_statuses),
+        if also is not None:
+            also()
+        result = db.session.connection().execute(
+            _O.update()
+            .where(_O.c.order_number == order.order_number,
+                   _O.c.version == order.version,
+                   _O.c.recharge_status.in_(expect_statuses),
                    *extra_where)
-            .values(version=Order.version + 1, updated_at=utcnow(), **values)
-            .execution_options(synchronize_session=False))
+            .values(version=_O.c.version + 1, updated_at=utcnow(), **values))
         db.session.commit()
         return result.rowcount
 
@@ -76,26 +88,67 @@ def _transition(order, expect_statuses, values, extra_where=()):
 # -- entry points -------------------------------------------------------------------------
 
 def recharge_paid_order(order_number, actor):
-    """Claim a paid order and top it up. Called by the callback and by the sweep.
+    """Claim a paid order and top it up. Called by the sweep, and by the callback for a
+    notice of an order already paid.
 
     Returns the status this call settled it in, or None when it did not claim it."""
-    order = _load(order_number)
-    if order is None:
-        event(log, logging.ERROR, "order_missing", order=order_number, actor=actor)
+    def unit():
+        claim = claim_in_transaction(order_number, actor)
+        db.session.commit()
+        return claim
+
+    # Safe to repeat: after a lost commit acknowledgement the claim matches nothing.
+    return submit_claimed(database.run_unit(_settings(), unit, "claim"), actor)
+
+
+def claim_in_transaction(order_number, actor, known=None):
+    """The claim, in the caller's open transaction: read the order, one conditional
+    UPDATE (rowcount 1 wins), and the audit row of the submit it allows. The caller
+    commits -- before anything is sent -- and then calls submit_claimed.
+
+    payments.confirm_paid calls it in the transaction of its paid UPDATE, so a paid
+    order is claimed in the same commit, and passes the order as that UPDATE left it
+    (`known`), which saves reading it; should its version be stale, the claim matches
+    nothing and the row (locked by the paid UPDATE) is read and claimed as it is.
+    Returns (order, audit row id), or None when this process did not win (logged:
+    already_processing)."""
+    order = known if known is not None else _read(order_number)
+    while True:
+        if order is None:
+            event(log, logging.ERROR, "order_missing", order=order_number, actor=actor)
+            return None
+        if order.payment_status != "paid" or order.recharge_at is not None or order.recharge_status != "pending":
+            _log_lost_claim(order, actor)
+            return None
+        now = utcnow()
+        if db.session.connection().execute(_CLAIM, {
+                "n": order_number, "v": order.version, "now": now}).rowcount == 1:
+            break
+        if known is None:
+            _log_lost_claim(order, actor)
+            return None
+        order, known = _read(order_number), None
+    order.version += 1
+    order.recharge_status, order.recharge_at, order.submit_count = "processing", now, order.submit_count + 1
+    return order, audit.insert_sending(order, "submit")
+
+
+_CLAIM = (_O.update()
+          .where(_O.c.order_number == sa.bindparam("n"), _O.c.version == sa.bindparam("v"),
+                 _O.c.recharge_status == "pending", _O.c.payment_status == "paid",
+                 _O.c.recharge_at.is_(None))
+          .values(recharge_status="processing", recharge_at=sa.bindparam("now"),
+                  updated_at=sa.bindparam("now"), version=_O.c.version + 1,
+                  submit_count=_O.c.submit_count + 1))
+
+
+def submit_claimed(claim, actor):
+    """After the claim is committed: the one submit, and its settle."""
+    if claim is None:
         return None
-    if order.payment_status != "paid" or order.recharge_at is not None or order.recharge_status != "pending":
-        _log_lost_claim(order, actor)
-        return None
-    won = _transition(order, ("pending",),
-                      {"recharge_status": "processing", "recharge_at": utcnow(),
-                       "submit_count": Order.submit_count + 1},
-                      extra_where=(Order.payment_status == "paid", Order.recharge_at.is_(None)))
-    if not won:
-        _log_lost_claim(order, actor)
-        return None
-    order.submit_count += 1
-    event(log, logging.INFO, "claim_won", order=order_number, actor=actor, version=order.version)
-    return _submit(order, "submit", actor)
+    order, call_id = claim
+    event(log, logging.INFO, "claim_won", order=order.order_number, actor=actor, version=order.version)
+    return _send(order, call_id, "submit", actor)
 
 
 def reconcile(order_number, actor, force=False):
@@ -140,8 +193,8 @@ def reconcile(order_number, actor, force=False):
                            f"the operator has no record of {order.submit_count} submits; a person must decide")
     # The one second submit: same request id, only after the operator said it never arrived.
     won = _transition(order, ("unknown", "processing"),
-                      {"recharge_status": "processing", "submit_count": Order.submit_count + 1},
-                      extra_where=(Order.submit_count == order.submit_count,))
+                      {"recharge_status": "processing", "submit_count": _O.c.submit_count + 1},
+                      extra_where=(_O.c.submit_count == order.submit_count,))
     if not won:
         _log_lost_claim(order, actor)
         return None
@@ -185,21 +238,19 @@ def refund(order_number, actor):
 # -- inside -------------------------------------------------------------------------------
 
 def _submit(order, kind, actor):
-    call_id = audit.record_sending(order, kind)
+    return _send(order, audit.record_sending(order, kind), kind, actor)
+
+
+def _send(order, call_id, kind, actor):
+    """Send the submit whose audit row `call_id` is committed, then settle its answer."""
     answer = unitel.UnitelClient(_settings()).submit(
         request_id=order.order_number, msisdn=order.phone_number,
         product_code=order.product_code, recharge_type=order.recharge_type)
-    try:
-        audit.record_outcome(call_id, answer)
-        db.session.commit()
-    except DBAPIError as exc:  # the row says 'sent'; the settle below may fail too, and
-        db.session.rollback()  # then the sweep's status query settles the order
-        event(log, logging.WARNING, "audit_outcome_lost", order=order.order_number, call=call_id,
-              error=type(exc).__name__)
     event(log, logging.INFO, "operator_answer", order=order.order_number, kind=kind, actor=actor,
           outcome=answer.outcome, code=answer.code, ms=answer.latency_ms,
           phone=phones.mask(order.phone_number))
-    return _settle(order, answer, actor)
+    # The answer goes onto the audit row in the settle's own transaction.
+    return _settle(order, answer, actor, also=lambda: audit.record_outcome(call_id, answer))
 
 
 def _to_unknown(order, reason, actor, detail):
@@ -217,25 +268,25 @@ def _to_unknown(order, reason, actor, detail):
 def _clear_auto_reason():
     """The machine's own "answer unclear" flag goes once the answer is clear (a person's
     flag, or one set by payments.py, stays)."""
-    return sa.case((Order.anomaly_reason.in_(AUTO_REASONS), None), else_=Order.anomaly_reason)
+    return sa.case((_O.c.anomaly_reason.in_(AUTO_REASONS), None), else_=_O.c.anomaly_reason)
 
 
-def _settle(order, answer, actor):
+def _settle(order, answer, actor, also=None):
     if answer.outcome == unitel.SUCCESS:
         won = _transition(order, ("processing", "unknown"), {
             "recharge_status": "success", "recharged_at": utcnow(),
-            "anomaly_reason": _clear_auto_reason()})
+            "anomaly_reason": _clear_auto_reason()}, also=also)
         _log_settle(order, won, "recharge_success", actor)
         return "success" if won else None
     if answer.outcome == unitel.FAILED:
         won = _transition(order, ("processing", "unknown"), {
-            "recharge_status": "failed", "anomaly_reason": _clear_auto_reason()})
+            "recharge_status": "failed", "anomaly_reason": _clear_auto_reason()}, also=also)
         _log_settle(order, won, "recharge_failed", actor, code=answer.code, reason=answer.message)
         if won:
             refund(order.order_number, actor)
         return "failed" if won else None
     # Timeout, dropped connection, 5xx, a code we do not know: maybe done, maybe not.
-    won = _transition(order, ("processing",), {"recharge_status": "unknown"})
+    won = _transition(order, ("processing",), {"recharge_status": "unknown"}, also=also)
     if won:
         anomalies.flag(order.order_number, "recharge_unknown",
                        f"{answer.code} {answer.message}".strip()[:500] or "no answer")

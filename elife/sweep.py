@@ -187,8 +187,7 @@ def _submits(number):
 
 
 def _recover_lost_callback(number, summary):
-    order = db.session.query(Order).filter_by(order_number=number).one_or_none()
-    db.session.commit()
+    order = recharge._load(number)
     if order is None or order.payment_status != "unpaid":
         summary.skipped += 1
         return

@@ -24,6 +24,7 @@ import requests
 from urllib3.exceptions import NewConnectionError
 
 from ..logs import event
+from . import http
 
 log = logging.getLogger("elife.unitel")
 
@@ -172,4 +173,4 @@ def _ms(started):
     return int((time.monotonic() - started) * 1000)
 
 
-_http = requests.Session()
+_http = http.Session()

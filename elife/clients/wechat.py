@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import requests
 
 from ..logs import event
+from . import http
 
 log = logging.getLogger("elife.wechat")
-_http = requests.Session()
+_http = http.Session()
 
 
 class WeChatUnavailable(Exception):
