@@ -3,7 +3,7 @@ Read-only; every list is bounded and walks an index (idx_anomaly_reason, and the
 order_number indexes of the audit tables)."""
 import sqlalchemy as sa
 
-from . import phones
+from . import phones, recharge
 from .extensions import db
 from .models import OperatorCall, Order, OrderEvent, PaymentNotice
 from .timeutil import iso
@@ -66,4 +66,7 @@ def order_detail(order_number):
         "canReconcile": order.recharge_status in ("unknown", "processing"),
         "canRefund": order.payment_status == "paid" and order.recharge_status == "failed",
         "canResolve": order.anomaly_reason is not None,
+        # The operator lost every allowed submit: only a person may fail and refund it.
+        "canGiveUp": (order.payment_status == "paid" and order.recharge_status == "unknown"
+                      and order.submit_count >= recharge.MAX_SUBMITS),
     }

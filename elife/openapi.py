@@ -545,6 +545,9 @@ def build_spec(settings):
                       ["not_reconcilable"], False),
         "refund": ("refund a paid order whose recharge failed", ["not_refundable"], False),
         "resolve": ("mark an anomaly resolved (a note is required)", ["nothing_to_resolve", "anomaly_changed"], True),
+        "give-up": ("fail and refund a paid order the operator lost every allowed submit of "
+                    "(operator_lost_request), unless the operator now knows it (a note is required)",
+                    ["not_given_up"], True),
     }
     for action, (summary, conflicts, note_required) in actions.items():
         form = {
@@ -555,7 +558,7 @@ def build_spec(settings):
         if action == "resolve":
             form["reason"] = {"type": "string", "description": "the anomaly reason the person saw"}
         paths[f"/admin/orders/{{orderNumber}}/{action}"] = {"post": {
-            "tags": ["admin"], "operationId": f"admin{action.title()}", "security": _admin_security(),
+            "tags": ["admin"], "operationId": "admin" + action.title().replace("-", ""), "security": _admin_security(),
             "summary": summary,
             "description": ("A browser is redirected back to the order's page with a message, also "
                             "when the action is refused; an API client gets a JSON error."),

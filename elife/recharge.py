@@ -204,6 +204,41 @@ def reconcile(order_number, actor, force=False):
     return _submit(order, "resubmit", actor)
 
 
+def give_up(order_number, actor):
+    """A person's decision on an order the operator lost every allowed submit of
+    (operator_lost_request): ask the operator once more, settle by its answer if it now
+    knows the request, and if it still has no record, mark the recharge failed and
+    refund the customer. Nothing is ever sent again.
+
+    Returns the recharge status it ended in, or None when the order is not such an
+    order (or another process settled it first)."""
+    order = _load(order_number)
+    if (order is None or order.payment_status != "paid" or order.recharge_status != "unknown"
+            or order.submit_count < MAX_SUBMITS):
+        return None
+    answer = unitel.UnitelClient(_settings()).status(order_number)
+    audit.record_answer(order, "status", answer)
+    db.session.commit()
+    event(log, logging.INFO, "status_query", order=order_number, actor=actor,
+          outcome=answer.outcome, code=answer.code)
+    if answer.outcome in (unitel.SUCCESS, unitel.FAILED):
+        return _settle(order, answer, actor)
+    if answer.outcome != unitel.NOT_FOUND:
+        return "unknown"  # pending or unclear: the person asks again later
+    won = _transition(order, ("unknown",), {
+        "recharge_status": "failed",
+        "anomaly_reason": sa.case((_O.c.anomaly_reason.in_((*AUTO_REASONS, "operator_lost_request")), None),
+                                  else_=_O.c.anomaly_reason)},
+        extra_where=(_O.c.submit_count == order.submit_count,))
+    if not won:
+        _log_lost_claim(order, actor)
+        return None
+    event(log, logging.WARNING, "given_up", order=order_number, actor=actor, submits=order.submit_count,
+          message="the operator has no record of any submit; recharge failed, refunding")
+    refund(order_number, actor)
+    return "failed"
+
+
 def refund(order_number, actor):
     """Refund a `failed` order in full; idempotent (WeChat dedupes on out_refund_no)."""
     order = _load(order_number)

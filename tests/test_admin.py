@@ -342,6 +342,64 @@ def test_refund_is_refused_unless_failed_and_paid(client, customer, order, sandb
     assert dict(order_row(n)) == before and events(n) == [] and sandbox.refunds() == []
 
 
+def lost_by_the_operator(make_app, client, customer, sandbox):
+    """An order the operator has no record of after its submit and the one resubmit."""
+    from elife import recharge
+    sandbox.mode("5xx")  # answered 5xx, never recorded: the status query says not found
+    n = paid_through_sandbox(client, customer, sandbox, new_order(client, customer))
+    with make_app(SWEEP_STUCK_SECONDS=0).app_context():
+        recharge.reconcile(n, "test")  # not found -> the one resubmit -> 5xx again
+        recharge.reconcile(n, "test")  # not found again -> a person decides
+        db.session.remove()
+    row = order_row(n)
+    assert (row["recharge_status"], row["submit_count"], row["anomaly_reason"]) == \
+        ("unknown", 2, "operator_lost_request")
+    return n
+
+
+def test_give_up_fails_and_refunds_an_order_the_operator_lost(make_app, client, customer, sandbox):
+    n = lost_by_the_operator(make_app, client, customer, sandbox)
+    html = page(client, f"/admin/orders/{n}")
+    assert 'id="form-give-up"' in html and 'id="form-refund"' not in html
+    sandbox.mode("success")
+    r = client.post(f"/admin/orders/{n}/give-up", data={"name": "Bat", "note": "Unitel support: never arrived"},
+                    headers=ADMIN)
+    assert r.status_code == 303
+    row = order_row(n)
+    assert (row["payment_status"], row["recharge_status"], row["submit_count"]) == ("refunded", "failed", 2)
+    assert row["refunded_at"] is not None and row["anomaly_reason"] is None
+    [refund] = sandbox.refunds()
+    assert (refund["out_trade_no"], refund["refund_fee"]) == (n, row["total_fee"])
+    assert sandbox.submits_for(n) == []  # asked once more, never sent a third time
+    assert operator_calls(n)[-2:] == ["status", "refund"]
+    [ev] = events(n)
+    assert (ev["event"], ev["actor"]) == ("admin_give_up", "admin:Bat")
+    assert ev["note"].startswith("Unitel support: never arrived\n") and "payment refunded" in ev["note"]
+    assert "Asked the operator once more" in page(client, r.headers["Location"])
+    # Done: not offered again, and refused if asked.
+    assert 'id="form-give-up"' not in page(client, f"/admin/orders/{n}")
+    r = client.post(f"/admin/orders/{n}/give-up", data={"note": "again"}, headers={**ADMIN, **JSON})
+    assert r.status_code == 409 and r.get_json()["error"]["code"] == "not_given_up"
+    assert len(sandbox.refunds()) == 1 and len(events(n)) == 1
+
+
+def test_give_up_needs_a_note_and_an_order_the_operator_lost(make_app, client, customer, sandbox):
+    sandbox.mode("drop")  # unclear after one submit: the machine may still resubmit, not a person's call
+    n = paid_through_sandbox(client, customer, sandbox, new_order(client, customer))
+    assert order_row(n)["recharge_status"] == "unknown"
+    assert 'id="form-give-up"' not in page(client, f"/admin/orders/{n}")
+    before = dict(order_row(n))
+    r = client.post(f"/admin/orders/{n}/give-up", data={"note": "impatient"}, headers={**ADMIN, **JSON})
+    assert r.status_code == 409 and r.get_json()["error"]["code"] == "not_given_up"
+    assert dict(order_row(n)) == before and events(n) == [] and sandbox.refunds() == []
+
+    lost = lost_by_the_operator(make_app, client, customer, sandbox)
+    before = dict(order_row(lost))
+    r = client.post(f"/admin/orders/{lost}/give-up", data={"note": "  "}, headers={**ADMIN, **JSON})
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "missing_note"
+    assert dict(order_row(lost)) == before and events(lost) == [] and sandbox.refunds() == []
+
+
 def test_mark_resolved_with_a_note(client, customer, order, sandbox):
     n = mismatched_callback(client, order)
     before = dict(order_row(n))

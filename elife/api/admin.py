@@ -199,10 +199,10 @@ def _actor():
     return admin_session.actor_for(request.form.get("name", ""))
 
 
-def _note(required):
+def _note(required, ask="why is this resolved?"):
     note = request.form.get("note", "").strip()
     if required and not note:
-        raise _Refused(400, "missing_note", "write a note: why is this resolved?")
+        raise _Refused(400, "missing_note", f"write a note: {ask}")
     if len(note) > NOTE_MAX:
         raise _Refused(400, "note_too_long", f"the note is longer than {NOTE_MAX} characters")
     return note
@@ -301,3 +301,18 @@ def act_resolve(order_number):
         db.session.commit()
         return "Marked resolved."
     return _action(order_number, "resolve", run)
+
+
+@bp.post("/orders/<order_number>/give-up")
+def act_give_up(order_number):
+    def run(detail, actor):
+        note = _note(required=True, ask="why give up on this top-up?")
+        o = detail["order"]
+        if not detail["canGiveUp"]:
+            raise _Refused(409, "not_given_up",
+                           "only a paid order the operator lost every submit of can be failed and refunded; "
+                           f"this one is {o.payment_status}, recharge {o.recharge_status}, {o.submit_count} submits")
+        outcome = _run_recorded(o.order_number, "admin_give_up", actor, note,
+                                lambda: recharge.give_up(o.order_number, actor))
+        return f"Asked the operator once more; {outcome}."
+    return _action(order_number, "give_up", run)
