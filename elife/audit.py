@@ -21,15 +21,28 @@ def record_answer(order, kind, answer):
 _CALLS = OperatorCall.__table__
 
 
-def insert_sending(order, kind):
+def insert_sending(order, kind, marker=None):
     """The row of a submit (outcome 'sent'), in the open transaction: the caller commits
     it before the submit is sent -- with the claim that allows it, for a first submit --
     so every request that leaves us has its row even when the database fails before the
-    answer is written. Returns the row's id for record_outcome."""
+    answer is written. Returns the row's id for record_outcome.
+
+    `marker`, unique to one claim, stands in the answer until the answer comes: a claim
+    repeated after its commit's acknowledgement was lost finds its own row by it."""
     return db.session.connection().execute(_CALLS.insert(), {
         "order_number": order.order_number, "request_id": order.order_number,
         "msisdn": order.phone_number, "kind": kind, "outcome": "sent",
-        "created_at": utcnow()}).inserted_primary_key[0]
+        "answer": marker and f"claim {marker}", "created_at": utcnow()}).inserted_primary_key[0]
+
+
+def sent_with_marker(order_number, marker):
+    """The id of the 'sent' row insert_sending wrote with `marker`, or None."""
+    return db.session.connection().execute(_BY_MARKER, {"n": order_number, "a": f"claim {marker}"}).scalar()
+
+
+_BY_MARKER = (sa.select(_CALLS.c.id)
+              .where(_CALLS.c.order_number == sa.bindparam("n"), _CALLS.c.outcome == "sent",
+                     _CALLS.c.answer == sa.bindparam("a")))
 
 
 def record_sending(order, kind):

@@ -45,10 +45,9 @@ def _count(conn, rows):
     if stmt is None:
         stmt = _UPSERT[conn.dialect.name] = _upsert_statement(conn.dialect)
     result = conn.execute(stmt, [{"bucket": b, "count": 1, "expires_at": e} for b, e in rows])
-    if result.returns_rows:
-        return dict(result.all())
-    # MySQL has no RETURNING: read them (our own writes, visible in our transaction).
-    return dict(conn.execute(_COUNTS, {"buckets": [b for b, _ in rows]}).all())
+    if not result.returns_rows:  # MySQL has no RETURNING: read them (our own writes)
+        result = conn.execute(_COUNTS, {"buckets": [b for b, _ in rows]})
+    return {bucket.lower(): count for bucket, count in result.all()}
 
 
 def hit_all(subject, windows, commit=True):
@@ -64,7 +63,9 @@ def hit_all(subject, windows, commit=True):
     for name, limit, seconds in windows:
         if limit and limit > 0:
             window = int(now // seconds)
-            bucket = f"{name}:{subject}:{seconds}:{window}"[:128]
+            # Lower case: MariaDB compares buckets ignoring case (an IPv6 address in
+            # either case is one subject), and the counts are matched back by name.
+            bucket = f"{name}:{subject}:{seconds}:{window}".lower()[:128]
             active.append((bucket, name, limit, (window + 1) * seconds))
     if not active:
         return

@@ -185,19 +185,29 @@ def confirm_paid(order, trade, transaction_id, actor, record=None):
         anomalies.flag(n, "amount_mismatch", detail)
         db.session.commit()
         return "rejected"
+    marker, attempts = recharge.new_claim_marker(), []
+
     def mark_paid():
         # Conditional: a repeat after a lost acknowledgement matches nothing. The claim
         # rides in the same transaction (one commit before the operator is called).
+        attempts.append(1)
         now = utcnow()
         tx = (trade.transaction_id or transaction_id or None) and str(trade.transaction_id or transaction_id)[:64]
         paid = db.session.connection().execute(_PAID, {"n": n, "now": now, "tx": tx}).rowcount == 1
+        if not paid and len(attempts) > 1:
+            # A repeat: if the first attempt's commit went through (its answer lost),
+            # its claim is there under our marker, and the payment is ours.
+            mine = recharge.our_claim(n, marker)
+            if mine is not None:
+                db.session.commit()
+                return True, mine
         claim = None
         if paid:
             # The row as this UPDATE left it (locked until the commit): no need to read it.
             known = Order(**{c.key: getattr(order, c.key) for c in _O.columns})
             known.payment_status, known.paid_at, known.transaction_id = "paid", now, tx
             known.version += 1
-            claim = recharge.claim_in_transaction(n, actor, known=known)
+            claim = recharge.claim_in_transaction(n, actor, known=known, marker=marker)
             if record is not None:
                 record("paid")
         db.session.commit()

@@ -13,6 +13,7 @@ process ever submits an order; a crash after the claim leaves `processing` with
 `recharge_at` set, which the sweep settles through the status query.
 """
 import logging
+import secrets
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -92,16 +93,22 @@ def recharge_paid_order(order_number, actor):
     notice of an order already paid.
 
     Returns the status this call settled it in, or None when it did not claim it."""
+    marker, attempts = new_claim_marker(), []
+
     def unit():
-        claim = claim_in_transaction(order_number, actor)
+        attempts.append(1)
+        claim = claim_in_transaction(order_number, actor, marker=marker, repeat=len(attempts) > 1)
         db.session.commit()
         return claim
 
-    # Safe to repeat: after a lost commit acknowledgement the claim matches nothing.
     return submit_claimed(database.run_unit(_settings(), unit, "claim"), actor)
 
 
-def claim_in_transaction(order_number, actor, known=None):
+def new_claim_marker():
+    return secrets.token_hex(8)
+
+
+def claim_in_transaction(order_number, actor, known=None, marker=None, repeat=False):
     """The claim, in the caller's open transaction: read the order, one conditional
     UPDATE (rowcount 1 wins), and the audit row of the submit it allows. The caller
     commits -- before anything is sent -- and then calls submit_claimed.
@@ -110,8 +117,17 @@ def claim_in_transaction(order_number, actor, known=None):
     order is claimed in the same commit, and passes the order as that UPDATE left it
     (`known`), which saves reading it; should its version be stale, the claim matches
     nothing and the row (locked by the paid UPDATE) is read and claimed as it is.
+
+    The caller's unit is retried (database.run_unit) when the connection drops, also
+    after a COMMIT the server did apply. `marker` goes onto the audit row, and a `repeat`
+    first looks for it: finding it means the claim is ours, committed already.
+
     Returns (order, audit row id), or None when this process did not win (logged:
     already_processing)."""
+    if repeat and marker:
+        mine = our_claim(order_number, marker)
+        if mine is not None:
+            return mine
     order = known if known is not None else _read(order_number)
     while True:
         if order is None:
@@ -130,7 +146,18 @@ def claim_in_transaction(order_number, actor, known=None):
         order, known = _read(order_number), None
     order.version += 1
     order.recharge_status, order.recharge_at, order.submit_count = "processing", now, order.submit_count + 1
-    return order, audit.insert_sending(order, "submit")
+    return order, audit.insert_sending(order, "submit", marker)
+
+
+def our_claim(order_number, marker):
+    """The claim made with `marker` and committed, as claim_in_transaction returns it;
+    None when there is none."""
+    call_id = audit.sent_with_marker(order_number, marker)
+    if call_id is None:
+        return None
+    event(log, logging.WARNING, "claim_found_after_retry", order=order_number,
+          message="the claim's commit went through though its acknowledgement was lost")
+    return _read(order_number), call_id
 
 
 _CLAIM = (_O.update()

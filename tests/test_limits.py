@@ -2,7 +2,7 @@
 import threading
 
 import pytest
-from conftest import SEED_ORDER, login, row_counts
+from conftest import SEED_ORDER, login, mysql_only, row_counts
 
 
 @pytest.fixture
@@ -93,3 +93,13 @@ def test_admin_logins_count_against_the_address(limited, ctx):
     client = limited(LIMIT_LOGINS_PER_MINUTE=2)
     codes = [client.post("/admin/login", data={"token": "guess"}).status_code for _ in range(3)]
     assert codes == [403, 403, 429]
+
+
+@mysql_only
+def test_addresses_differing_only_in_case_are_one_subject_not_a_500(make_app, sandbox):
+    """MariaDB compares the buckets ignoring case: an IPv6 address written in either case
+    counts against one window, and neither spelling breaks the login."""
+    c = make_app(TRUST_WX_HEADERS="true", LIMIT_LOGINS_PER_MINUTE=3).test_client()
+    codes = [c.post("/auth/login", json={"code": f"case-{i}"}, headers={"X-Forwarded-For": xff}).status_code
+             for i, xff in enumerate(["FE80::ABCD", "fe80::abcd", "Fe80::AbCd", "fe80::ABCD"])]
+    assert codes == [200, 200, 200, 429]

@@ -2,24 +2,17 @@
 import logging
 import sys
 
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import make_server
 
 from ..config import load_settings
 from .app import create_sandbox
-
-
-class _KeepAlive(WSGIRequestHandler):
-    # HTTP/1.1: the service's clients keep their connections open between calls, as
-    # they would with WeChat and Unitel, instead of a new connection (and thread) per call.
-    protocol_version = "HTTP/1.1"
 
 
 def main():
     settings = load_settings()
     app = create_sandbox(settings)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = make_server("127.0.0.1", settings.SANDBOX_PORT, app, threaded=True,
-                         request_handler=_KeepAlive)
+    server = make_server("127.0.0.1", settings.SANDBOX_PORT, app, threaded=True)
     print(f"sandbox: WeChat and Unitel on http://127.0.0.1:{settings.SANDBOX_PORT} "
           f"(callbacks to {settings.SANDBOX_SERVICE_URL})", flush=True)
     try:
