@@ -272,7 +272,7 @@ class Bench:
             "UNITEL_PASSWORD": "bench",
             "LOG_DIR": str(self.tmp / "logs"),
             # Raised so thousands of orders a second from 1000 customers are not 429s;
-            # the limit check itself (two upserts) still runs on every order.
+            # the limit check itself (both windows, one upsert) still runs on every order.
             "LIMIT_ORDERS_PER_MINUTE": "1000000",
             "LIMIT_ORDERS_PER_DAY": "1000000",
         })

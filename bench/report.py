@@ -99,7 +99,7 @@ def write(b, out):
         f"required setting given, {b.workers} sync workers (gunicorn.conf.py's default for this machine), "
         "access log off; WeChat and Unitel are the sandbox (`python -m elife.sandbox`), a real HTTP server. "
         "`LIMIT_ORDERS_PER_MINUTE` and `LIMIT_ORDERS_PER_DAY` are raised to 1,000,000 so that the order "
-        "benchmark is not answered with 429s; the limit check itself (two upserts per order) still runs.")
+        "benchmark is not answered with 429s; the limit check itself (both windows counted, one upsert per order) still runs.")
     add("")
     add("## Summary")
     add("")

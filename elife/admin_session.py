@@ -13,8 +13,9 @@ import hmac
 import re
 import secrets
 
-from flask import current_app
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from . import config
 
 COOKIE_NAME = "elife_admin"
 COOKIE_PATH = "/admin"
@@ -29,7 +30,7 @@ _NAME_OK = re.compile(r"[^\W_][\w .@'-]*", re.UNICODE)
 
 
 def _settings():
-    return current_app.config["SETTINGS"]
+    return config.current()
 
 
 def _serializer(salt):

@@ -4,9 +4,10 @@ import logging
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from flask import current_app, g, request
+from flask import g, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from . import config
 from .errors import ApiError
 from .extensions import db
 from .logs import event
@@ -25,11 +26,11 @@ class Customer:
 
 
 def _serializer():
-    return URLSafeTimedSerializer(current_app.config["SETTINGS"].SECRET_KEY, salt=_SALT)
+    return URLSafeTimedSerializer(config.current().SECRET_KEY, salt=_SALT)
 
 
 def issue_token(user):
-    s = current_app.config["SETTINGS"]
+    s = config.current()
     return _serializer().dumps({"uid": user.id, "oid": user.openid}), s.TOKEN_TTL_SECONDS
 
 
@@ -54,7 +55,7 @@ def current_user():
     """The caller, or a 401. Cached on `g` for the request."""
     if "user" in g:
         return g.user
-    s = current_app.config["SETTINGS"]
+    s = config.current()
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():  # RFC 7235: the scheme is case-insensitive
         g.user = _user_from_token(token.strip(), s.TOKEN_TTL_SECONDS)

@@ -107,6 +107,12 @@ class Settings:
         return self
 
 
+def current():
+    """The running app's settings (create_app keeps them in app.config["SETTINGS"])."""
+    from flask import current_app
+    return current_app.config["SETTINGS"]
+
+
 def load_settings(overrides=None, environ=None, dotenv_path=None):
     """Build Settings from overrides, the environment, `.env` and the defaults."""
     if environ is None:

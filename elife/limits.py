@@ -10,8 +10,8 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
-from flask import current_app
 
+from . import config
 from .errors import ApiError
 from .extensions import db
 from .logs import event
@@ -93,7 +93,7 @@ def hit(name, subject, limit, window_seconds, commit=True):
 
 
 def settings():
-    return current_app.config["SETTINGS"]
+    return config.current()
 
 
 def orders_by_user(user_id, commit=True):

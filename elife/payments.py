@@ -9,9 +9,8 @@ import json
 import logging
 
 import sqlalchemy as sa
-from flask import current_app
 
-from . import anomalies, database, recharge
+from . import anomalies, config, database, recharge
 from .clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
 from .errors import ApiError
 from .extensions import db
@@ -35,7 +34,7 @@ NOTICE_HEADER_CAP = 512
 
 
 def _settings():
-    return current_app.config["SETTINGS"]
+    return config.current()
 
 
 def callback_path(order_number):

@@ -17,9 +17,8 @@ import secrets
 from datetime import timedelta
 
 import sqlalchemy as sa
-from flask import current_app
 
-from . import anomalies, audit, database, phones
+from . import anomalies, audit, config, database, phones
 from .clients import unitel
 from .clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
 from .extensions import db
@@ -35,7 +34,7 @@ MAX_SUBMITS = 2  # the first, and one resubmit after the operator says it never 
 
 
 def _settings():
-    return current_app.config["SETTINGS"]
+    return config.current()
 
 
 _O = Order.__table__
@@ -194,12 +193,7 @@ def reconcile(order_number, actor, force=False):
         event(log, logging.INFO, "still_processing", order=order_number, actor=actor, age=int(age))
         return "processing"
 
-    answer = unitel.UnitelClient(s).status(order_number)
-    audit.record_answer(order, "status", answer)
-    db.session.commit()
-    event(log, logging.INFO, "status_query", order=order_number, actor=actor,
-          outcome=answer.outcome, code=answer.code)
-
+    answer = _ask_status(order, actor)
     if answer.outcome in (unitel.SUCCESS, unitel.FAILED):
         return _settle(order, answer, actor)
     if answer.outcome != unitel.NOT_FOUND:
@@ -243,11 +237,7 @@ def give_up(order_number, actor):
     if (order is None or order.payment_status != "paid" or order.recharge_status != "unknown"
             or order.submit_count < MAX_SUBMITS):
         return None
-    answer = unitel.UnitelClient(_settings()).status(order_number)
-    audit.record_answer(order, "status", answer)
-    db.session.commit()
-    event(log, logging.INFO, "status_query", order=order_number, actor=actor,
-          outcome=answer.outcome, code=answer.code)
+    answer = _ask_status(order, actor)
     if answer.outcome in (unitel.SUCCESS, unitel.FAILED):
         return _settle(order, answer, actor)
     if answer.outcome != unitel.NOT_FOUND:
@@ -298,6 +288,16 @@ def refund(order_number, actor):
 
 
 # -- inside -------------------------------------------------------------------------------
+
+def _ask_status(order, actor):
+    """The operator's status query for the order, its audit row committed."""
+    answer = unitel.UnitelClient(_settings()).status(order.order_number)
+    audit.record_answer(order, "status", answer)
+    db.session.commit()
+    event(log, logging.INFO, "status_query", order=order.order_number, actor=actor,
+          outcome=answer.outcome, code=answer.code)
+    return answer
+
 
 def _submit(order, kind, actor):
     return _send(order, audit.record_sending(order, kind), kind, actor)

@@ -29,9 +29,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
 import sqlalchemy as sa
-from flask import current_app
 
-from . import limits, payments, recharge
+from . import config, limits, payments, recharge
 from .orders import IDEMPOTENCY_TTL
 from .clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
 from .extensions import db
@@ -112,7 +111,7 @@ def _page(where, key_col, after, batch):
 
 
 def run(settings=None):
-    s = settings or current_app.config["SETTINGS"]
+    s = settings or config.current()
     started = time.monotonic()
     deadline = started + s.SWEEP_MAX_SECONDS
     now = utcnow()
@@ -192,7 +191,7 @@ def _recover_lost_callback(number, summary):
         summary.skipped += 1
         return
     try:
-        trade = WeChatClient(current_app.config["SETTINGS"]).query_order(number)
+        trade = WeChatClient(config.current()).query_order(number)
     except (WeChatUnavailable, WeChatRejected) as exc:
         event(log, logging.WARNING, "order_query_failed", order=number, actor="sweep", error=str(exc))
         summary.skipped += 1

@@ -1,12 +1,12 @@
 import logging
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
+from .. import config, limits
 from ..auth import issue_token, user_for_openid
 from ..clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
 from ..errors import ApiError
 from ..logs import event
-from .. import limits
 from .common import client_ip, json_object, string_field
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
@@ -18,7 +18,7 @@ def login():
     limits.logins_by_address(client_ip())
     code = string_field(json_object(), "code", 128)
     try:
-        openid = WeChatClient(current_app.config["SETTINGS"]).code2session(code)
+        openid = WeChatClient(config.current()).code2session(code)
     except WeChatRejected as e:
         event(log, logging.INFO, "login_rejected", errcode=e.code)
         raise ApiError(401, "invalid_code", "WeChat did not accept this login code") from None

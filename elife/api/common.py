@@ -2,8 +2,9 @@
 import json
 import re
 
-from flask import current_app, request
+from flask import request
 
+from .. import config
 from ..errors import ApiError
 
 ORDER_NUMBER = re.compile(r"ORD[0-9]{6,29}")
@@ -55,7 +56,7 @@ def client_ip():
     (TRUST_WX_HEADERS), whose proxy sets it; elsewhere anyone could forge it to dodge the
     per-address limits."""
     addr = request.remote_addr or "127.0.0.1"
-    if current_app.config["SETTINGS"].TRUST_WX_HEADERS:
+    if config.current().TRUST_WX_HEADERS:
         addr = request.headers.get("X-Forwarded-For", "").split(",")[0].strip() or addr
     return addr[:45]
 

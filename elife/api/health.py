@@ -1,6 +1,6 @@
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
-from .. import database
+from .. import config, database
 
 bp = Blueprint("health", __name__)
 
@@ -18,4 +18,4 @@ def health():
 def openapi():
     """The OpenAPI 3.0 description of this API (elife/openapi.py)."""
     from ..openapi import build_spec
-    return jsonify(build_spec(current_app.config["SETTINGS"]))
+    return jsonify(build_spec(config.current()))
