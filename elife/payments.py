@@ -53,6 +53,12 @@ def create_payment(order, openid, client_ip):
         event(log, logging.WARNING, "unified_order_unavailable", order=order.order_number, error=str(exc))
         raise ApiError(502, "wechat_unavailable", "WeChat Pay could not be reached; try again") from None
     except WeChatRejected as exc:
+        if exc.code == "ORDERPAID":
+            # Paid at WeChat, its notice not here yet (late, or lost: the sweep's order
+            # query recovers it). Not a failure: the customer must not pay again.
+            event(log, logging.WARNING, "paid_before_notice", order=order.order_number)
+            raise ApiError(409, "order_already_paid", "this order is already paid; "
+                                                      "its top-up follows shortly") from None
         event(log, logging.WARNING, "unified_order_rejected", order=order.order_number, error=str(exc))
         raise ApiError(502, "wechat_rejected", "WeChat Pay refused to create the payment") from None
     now = utcnow()

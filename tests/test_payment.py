@@ -136,6 +136,19 @@ def test_create_for_a_paid_order_is_409(client, customer, order, sandbox, ctx):
     assert dict(order_row(n)) == before
 
 
+def test_create_for_an_order_paid_at_wechat_but_not_yet_here_is_409(client, customer, order, sandbox, ctx,
+                                                                      log_dir):
+    """The customer paid; the notice is late or lost. Asking to pay again is refused as
+    WeChat refuses it (ORDERPAID), so the mini-program says "paid", not "try again"."""
+    n = order["orderNumber"]
+    paid_in_sandbox(client, customer, sandbox, n)  # paid at WeChat, notice held back
+    r = create_payment(client, customer, n)
+    assert r.status_code == 409, r.get_json()
+    assert r.get_json()["error"]["code"] == "order_already_paid"
+    assert order_row(n)["payment_status"] == "unpaid"  # believed only through the notice or the sweep
+    assert log_lines(log_dir, "event=paid_before_notice", f"order={n}")
+
+
 def test_create_when_wechat_is_down_is_502_and_the_order_unchanged(client, customer, order, sandbox, ctx):
     n = order["orderNumber"]
     sandbox.wechat_down("unifiedorder")

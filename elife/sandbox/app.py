@@ -88,6 +88,9 @@ def create_sandbox(settings):
             if trade and trade["total_fee"] != fee:
                 return resp(return_code="SUCCESS", result_code="FAIL", err_code="INVALID_REQUEST",
                             err_code_des="201 商户订单号重复")
+            if trade and trade["state"] != "NOTPAY":
+                return resp(return_code="SUCCESS", result_code="FAIL", err_code="ORDERPAID",
+                            err_code_des="商户订单已支付")
             if trade is None:
                 trade = state.trades[no] = {
                     "out_trade_no": no, "total_fee": fee, "attach": body.get("attach"),
