@@ -70,3 +70,31 @@ def order_detail(order_number):
         "canGiveUp": (order.payment_status == "paid" and order.recharge_status == "unknown"
                       and order.submit_count >= recharge.MAX_SUBMITS),
     }
+
+
+def order_detail_json(detail):
+    """order_detail as JSON: the order (the phone number masked, as in the logs), its
+    notices, operator calls and events, and the actions it allows."""
+    o = detail["order"]
+    order = {c.key: getattr(o, c.key) for c in Order.__table__.columns if c.key not in ("id", "user_id")}
+    order["phone_number"] = detail["phone"]
+    return {
+        "order": {k: _plain(v) for k, v in order.items()},
+        "notices": [{"id": n.id, "receivedAt": iso(n.received_at), "decision": n.decision, "detail": n.detail,
+                     "headers": n.headers, "body": n.body} for n in detail["notices"]],
+        "operatorCalls": [{"id": c.id, "at": iso(c.created_at), "kind": c.kind, "outcome": c.outcome,
+                           "httpStatus": c.http_status, "latencyMs": c.latency_ms, "answer": c.answer}
+                          for c in detail["calls"]],
+        "events": [{"id": e.id, "at": iso(e.created_at), "event": e.event, "actor": e.actor, "note": e.note}
+                   for e in detail["events"]],
+        "actions": {k: detail[k] for k in ("canReconcile", "canRefund", "canGiveUp", "canResolve")},
+    }
+
+
+def _plain(value):
+    """A column's value as JSON holds it: times in ISO UTC, Decimals as strings."""
+    if hasattr(value, "strftime"):
+        return iso(value)
+    if isinstance(value, (int, str)) or value is None:
+        return value
+    return str(value)

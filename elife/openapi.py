@@ -539,6 +539,22 @@ def build_spec(settings):
                 {"200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}},
                 codes404=True),
         }},
+        "/admin/orders/{orderNumber}.json": {"get": {
+            "tags": ["admin"], "operationId": "adminOrderJson", "security": _admin_security(),
+            "summary": "one order as JSON: its columns (the phone number masked), payment notices, "
+                       "operator calls, order events, and the actions it allows",
+            "parameters": [admin_order_param],
+            "responses": _admin_responses(
+                {"200": _json("order, notices, operatorCalls, events, actions",
+                              {"type": "object",
+                               "required": ["order", "notices", "operatorCalls", "events", "actions"],
+                               "properties": {"order": {"type": "object"},
+                                              "notices": {"type": "array", "items": {"type": "object"}},
+                                              "operatorCalls": {"type": "array", "items": {"type": "object"}},
+                                              "events": {"type": "array", "items": {"type": "object"}},
+                                              "actions": {"type": "object"}}})},
+                codes404=True),
+        }},
     }
     actions = {
         "reconcile": ("ask the operator again about an unknown or processing recharge",

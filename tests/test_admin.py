@@ -7,6 +7,7 @@ server. The real browser is in test_admin_browser.py."""
 import json
 import re
 import time
+from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
@@ -295,6 +296,24 @@ def test_ask_the_operator_again_settles_an_unknown_order(client, customer, sandb
     # The redirect's message is shown on the page it points to.
     html = page(client, r.headers["Location"])
     assert "Asked the operator again" in html and "recharge success" in html
+
+
+def test_an_order_as_json_for_scripts(client, customer, sandbox):
+    sandbox.mode("drop")
+    n = paid_through_sandbox(client, customer, sandbox, new_order(client, customer, phone="88123456"))
+    r = client.get(f"/admin/orders/{n}.json", headers=ADMIN)
+    assert r.status_code == 200 and r.mimetype == "application/json"
+    d = r.get_json()
+    o = d["order"]
+    assert (o["order_number"], o["payment_status"], o["recharge_status"], o["anomaly_reason"]) == \
+        (n, "paid", "unknown", "recharge_unknown")
+    assert o["phone_number"] == "88****56" and "88123456" not in r.get_data(as_text=True)
+    assert Decimal(o["exchange_rate"]) == Decimal(str(order_row(n)["exchange_rate"])) and o["paid_at"].endswith("Z")
+    assert [(c["kind"], c["outcome"]) for c in d["operatorCalls"]] == [("submit", "unknown")]
+    assert [x["decision"] for x in d["notices"]] == ["paid"] and d["events"] == []
+    assert d["actions"] == {"canReconcile": True, "canRefund": False, "canGiveUp": False, "canResolve": True}
+    assert client.get("/admin/orders/ORD20260101000000000001.json", headers=ADMIN).status_code == 404
+    assert client.get(f"/admin/orders/{n}.json").status_code == 401
 
 
 def test_ask_again_is_refused_when_there_is_nothing_to_ask(client, customer, order, sandbox):

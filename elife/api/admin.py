@@ -186,6 +186,11 @@ def order_detail(order_number):
                            message=admin_session.read_message(request.args.get("m")))
 
 
+@bp.get("/orders/<order_number>.json")
+def order_detail_json(order_number):
+    return jsonify(admin_data.order_detail_json(_detail_or_404(order_number)))
+
+
 def _detail_or_404(order_number):
     detail = admin_data.order_detail(order_number_or_404(order_number))
     if detail is None:
