@@ -29,17 +29,13 @@ _MESSAGE_SALT = "elife.admin.message"
 _NAME_OK = re.compile(r"[^\W_][\w .@'-]*", re.UNICODE)
 
 
-def _settings():
-    return config.current()
-
-
 def _serializer(salt):
-    return URLSafeTimedSerializer(_settings().SECRET_KEY, salt=salt)
+    return URLSafeTimedSerializer(config.current().SECRET_KEY, salt=salt)
 
 
 def token_matches(given):
     """Constant-time comparison with ADMIN_TOKEN; an unset ADMIN_TOKEN matches nothing."""
-    expected = _settings().ADMIN_TOKEN
+    expected = config.current().ADMIN_TOKEN
     if not expected or not isinstance(given, str):
         return False
     return hmac.compare_digest(given.encode(), expected.encode())
@@ -47,7 +43,7 @@ def token_matches(given):
 
 def _token_fingerprint():
     """Not the token, nor a plain hash of it: an HMAC under SECRET_KEY."""
-    s = _settings()
+    s = config.current()
     return hmac.new(s.SECRET_KEY.encode(), s.ADMIN_TOKEN.encode(), hashlib.sha256).hexdigest()[:16]
 
 
@@ -72,7 +68,7 @@ def new_cookie_value(name=""):
 def read_cookie(value):
     """The session for a cookie value, or None when it is missing, forged, expired or
     was issued for another ADMIN_TOKEN."""
-    if not value or not _settings().ADMIN_TOKEN:
+    if not value or not config.current().ADMIN_TOKEN:
         return None
     try:
         data = _serializer(_SALT).loads(value, max_age=MAX_AGE)

@@ -6,19 +6,24 @@ from .models import OperatorCall, OrderEvent
 from .timeutil import utcnow
 
 
+_CALLS = OperatorCall.__table__
+
+
 def record_call(order, kind, outcome, detail="", http_status=None, latency_ms=None):
-    db.session.add(OperatorCall(
-        order_number=order.order_number, request_id=order.order_number,
-        msisdn=order.phone_number, kind=kind, outcome=outcome, http_status=http_status,
-        latency_ms=latency_ms, answer=(detail or "")[:1000] or None))
+    """One row of operator_calls, in the open transaction (the caller commits); its id."""
+    return db.session.connection().execute(_CALLS.insert(), {
+        "order_number": order.order_number, "request_id": order.order_number,
+        "msisdn": order.phone_number, "kind": kind, "outcome": outcome, "http_status": http_status,
+        "latency_ms": latency_ms, "answer": (detail or "")[:1000] or None,
+        "created_at": utcnow()}).inserted_primary_key[0]
+
+
+def _said(answer):
+    return f"{answer.code} {answer.message}".strip()
 
 
 def record_answer(order, kind, answer):
-    record_call(order, kind, answer.outcome, f"{answer.code} {answer.message}".strip(),
-                answer.http_status, answer.latency_ms)
-
-
-_CALLS = OperatorCall.__table__
+    record_call(order, kind, answer.outcome, _said(answer), answer.http_status, answer.latency_ms)
 
 
 def insert_sending(order, kind, marker=None):
@@ -29,10 +34,7 @@ def insert_sending(order, kind, marker=None):
 
     `marker`, unique to one claim, stands in the answer until the answer comes: a claim
     repeated after its commit's acknowledgement was lost finds its own row by it."""
-    return db.session.connection().execute(_CALLS.insert(), {
-        "order_number": order.order_number, "request_id": order.order_number,
-        "msisdn": order.phone_number, "kind": kind, "outcome": "sent",
-        "answer": marker and f"claim {marker}", "created_at": utcnow()}).inserted_primary_key[0]
+    return record_call(order, kind, "sent", marker and f"claim {marker}")
 
 
 def sent_with_marker(order_number, marker):
@@ -57,7 +59,7 @@ def record_outcome(call_id, answer):
     """The answer to a submit, onto its row (the caller commits: with the settle)."""
     db.session.connection().execute(_CALLS.update().where(_CALLS.c.id == call_id).values(
         outcome=answer.outcome, http_status=answer.http_status, latency_ms=answer.latency_ms,
-        answer=f"{answer.code} {answer.message}".strip()[:1000] or None))
+        answer=_said(answer)[:1000] or None))
 
 
 def record_event(order_number, event, actor, note=None):

@@ -55,9 +55,9 @@ def hit_all(subject, windows, commit=True):
     order; raise 429 at the first one over its limit. The windows after it are not
     counted (a customer over the minute limit does not spend the day's).
 
-    One statement however many windows (two on MySQL, which lacks RETURNING). commit=False leaves the
-    counts in the open transaction for the caller to commit with its own writes (a 429
-    is committed here all the same: the rejected hit counts)."""
+    One statement however many windows (two on MySQL, which lacks RETURNING).
+    commit=False leaves the counts in the open transaction for the caller to commit with
+    its own writes (a 429 is committed here all the same: the rejected hit counts)."""
     now = time.time()
     active = []
     for name, limit, seconds in windows:
@@ -92,23 +92,19 @@ def hit(name, subject, limit, window_seconds, commit=True):
     hit_all(subject, [(name, limit, window_seconds)], commit)
 
 
-def settings():
-    return config.current()
-
-
 def orders_by_user(user_id, commit=True):
     """Both windows; commit=False leaves them for orders.create to commit with the order."""
-    s = settings()
+    s = config.current()
     hit_all(f"u{user_id}", [("orders-minute", s.LIMIT_ORDERS_PER_MINUTE, 60),
                             ("orders-day", s.LIMIT_ORDERS_PER_DAY, 86400)], commit)
 
 
 def logins_by_address(address):
-    hit("logins-minute", address, settings().LIMIT_LOGINS_PER_MINUTE, 60)
+    hit("logins-minute", address, config.current().LIMIT_LOGINS_PER_MINUTE, 60)
 
 
 def payments_by_order(order_number):
-    hit("payments-hour", order_number, settings().LIMIT_PAYMENTS_PER_ORDER_HOUR, 3600)
+    hit("payments-hour", order_number, config.current().LIMIT_PAYMENTS_PER_ORDER_HOUR, 3600)
 
 
 def purge_expired(now, batch=1000):

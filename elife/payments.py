@@ -33,10 +33,6 @@ NOTICE_BODY_CAP = 16_000
 NOTICE_HEADER_CAP = 512
 
 
-def _settings():
-    return config.current()
-
-
 def callback_path(order_number):
     return f"/payment/callback/{order_number}"
 
@@ -45,7 +41,7 @@ def create_payment(order, openid, client_ip):
     if order.payment_status != "unpaid":
         raise ApiError(409, "order_already_paid", f"this order is already {order.payment_status}")
     try:
-        params = WeChatClient(_settings()).unified_order(
+        params = WeChatClient(config.current()).unified_order(
             order_number=order.order_number, total_fee=order.total_fee, openid=openid,
             description=f"eLife {order.product_operator} {order.recharge_type} {order.product_price_tg}MNT",
             client_ip=client_ip, callback_path=callback_path(order.order_number))
@@ -112,7 +108,7 @@ def _decide(n, raw_body, headers, record):
     if not isinstance(body, dict) or "returnCode" not in body:
         event(log, logging.WARNING, "notice_not_wechat", order=shown)
         return 400, _err("not_a_notice", "this is not a WeChat Pay notice"), "not_a_notice", None
-    if _settings().REQUIRE_WX_SOURCE and not headers.get("X-WX-SOURCE"):
+    if config.current().REQUIRE_WX_SOURCE and not headers.get("X-WX-SOURCE"):
         event(log, logging.WARNING, "notice_not_from_platform", order=shown)
         return 403, _err("not_from_platform", "callbacks are accepted only through WeChat Cloud Hosting"), \
             "not_from_platform", None
@@ -143,7 +139,7 @@ def _decide(n, raw_body, headers, record):
         return 200, OK, "duplicate", None
 
     try:
-        trade = WeChatClient(_settings()).query_order(n)
+        trade = WeChatClient(config.current()).query_order(n)
     except (WeChatUnavailable, WeChatRejected) as exc:
         event(log, logging.WARNING, "order_query_failed", "无法向微信确认支付，稍后重试", order=n, error=str(exc))
         return 200, RETRY, "query_failed", str(exc)
@@ -190,18 +186,17 @@ def confirm_paid(order, trade, transaction_id, actor, record=None):
         anomalies.flag(n, "amount_mismatch", detail)
         db.session.commit()
         return "rejected"
-    marker, attempts = recharge.new_claim_marker(), []
+    marker = recharge.new_claim_marker()
 
     def mark_paid():
         # Conditional: a repeat after a lost acknowledgement matches nothing. The claim
         # rides in the same transaction (one commit before the operator is called).
-        attempts.append(1)
         now = utcnow()
         tx = (trade.transaction_id or transaction_id or None) and str(trade.transaction_id or transaction_id)[:64]
         paid = db.session.connection().execute(_PAID, {"n": n, "now": now, "tx": tx}).rowcount == 1
-        if not paid and len(attempts) > 1:
-            # A repeat: if the first attempt's commit went through (its answer lost),
-            # its claim is there under our marker, and the payment is ours.
+        if not paid:
+            # Already paid. If by this very call (an attempt whose commit went through,
+            # its acknowledgement lost), its claim is there under our marker.
             mine = recharge.our_claim(n, marker)
             if mine is not None:
                 db.session.commit()
@@ -219,7 +214,7 @@ def confirm_paid(order, trade, transaction_id, actor, record=None):
         return paid, claim
 
     # Concurrent deliveries can deadlock on the row (InnoDB picks a victim): retry that.
-    paid, claim = database.run_unit(_settings(), mark_paid, "mark_paid")
+    paid, claim = database.run_unit(config.current(), mark_paid, "mark_paid")
     if not paid:
         event(log, logging.INFO, "duplicate_notice", "重复的支付通知", order=n, actor=actor)
         recharge.recharge_paid_order(n, actor)  # the winner claims; this logs already_processing

@@ -33,10 +33,6 @@ AUTO_REASONS = ("recharge_unknown",)
 MAX_SUBMITS = 2  # the first, and one resubmit after the operator says it never arrived
 
 
-def _settings():
-    return config.current()
-
-
 _O = Order.__table__
 _BY_NUMBER = sa.select(_O).where(_O.c.order_number == sa.bindparam("n"))
 
@@ -76,7 +72,7 @@ def _transition(order, expect_statuses, values, extra_where=(), also=None):
 
     # Safe to repeat: if a commit's answer was lost, the repeat matches nothing (the
     # version moved) and we log a lost race; the sweep's status query then settles it.
-    won = database.run_unit(_settings(), unit, "recharge_transition") == 1
+    won = database.run_unit(config.current(), unit, "recharge_transition") == 1
     if won:
         order.version += 1
         for k, v in values.items():
@@ -92,22 +88,21 @@ def recharge_paid_order(order_number, actor):
     notice of an order already paid.
 
     Returns the status this call settled it in, or None when it did not claim it."""
-    marker, attempts = new_claim_marker(), []
+    marker = new_claim_marker()
 
     def unit():
-        attempts.append(1)
-        claim = claim_in_transaction(order_number, actor, marker=marker, repeat=len(attempts) > 1)
+        claim = claim_in_transaction(order_number, actor, marker=marker)
         db.session.commit()
         return claim
 
-    return submit_claimed(database.run_unit(_settings(), unit, "claim"), actor)
+    return submit_claimed(database.run_unit(config.current(), unit, "claim"), actor)
 
 
 def new_claim_marker():
     return secrets.token_hex(8)
 
 
-def claim_in_transaction(order_number, actor, known=None, marker=None, repeat=False):
+def claim_in_transaction(order_number, actor, known=None, marker=None):
     """The claim, in the caller's open transaction: read the order, one conditional
     UPDATE (rowcount 1 wins), and the audit row of the submit it allows. The caller
     commits -- before anything is sent -- and then calls submit_claimed.
@@ -118,34 +113,32 @@ def claim_in_transaction(order_number, actor, known=None, marker=None, repeat=Fa
     nothing and the row (locked by the paid UPDATE) is read and claimed as it is.
 
     The caller's unit is retried (database.run_unit) when the connection drops, also
-    after a COMMIT the server did apply. `marker` goes onto the audit row, and a `repeat`
-    first looks for it: finding it means the claim is ours, committed already.
+    after a COMMIT the server did apply. `marker` goes onto the audit row; a claim that
+    finds nothing to claim looks for it, and finding it means the claim is ours,
+    committed by an attempt whose acknowledgement was lost.
 
     Returns (order, audit row id), or None when this process did not win (logged:
     already_processing)."""
-    if repeat and marker:
-        mine = our_claim(order_number, marker)
-        if mine is not None:
-            return mine
     order = known if known is not None else _read(order_number)
-    while True:
-        if order is None:
-            event(log, logging.ERROR, "order_missing", order=order_number, actor=actor)
-            return None
-        if order.payment_status != "paid" or order.recharge_at is not None or order.recharge_status != "pending":
-            _log_lost_claim(order, actor)
-            return None
+    while (order is not None and order.payment_status == "paid" and order.recharge_at is None
+           and order.recharge_status == "pending"):
         now = utcnow()
         if db.session.connection().execute(_CLAIM, {
                 "n": order_number, "v": order.version, "now": now}).rowcount == 1:
-            break
+            order.version += 1
+            order.recharge_status, order.recharge_at, order.submit_count = "processing", now, order.submit_count + 1
+            return order, audit.insert_sending(order, "submit", marker)
         if known is None:
-            _log_lost_claim(order, actor)
-            return None
+            break
         order, known = _read(order_number), None
-    order.version += 1
-    order.recharge_status, order.recharge_at, order.submit_count = "processing", now, order.submit_count + 1
-    return order, audit.insert_sending(order, "submit", marker)
+    if order is None:
+        event(log, logging.ERROR, "order_missing", order=order_number, actor=actor)
+        return None
+    mine = marker and our_claim(order_number, marker)
+    if mine:
+        return mine
+    _log_lost_claim(order, actor)
+    return None
 
 
 def our_claim(order_number, marker):
@@ -183,7 +176,7 @@ def reconcile(order_number, actor, force=False):
     `force` lets a person ask before SWEEP_STUCK_SECONDS for a look; it never allows an
     early resubmit.
     """
-    s = _settings()
+    s = config.current()
     order = _load(order_number)
     if order is None or order.recharge_status not in ("unknown", "processing"):
         return order and order.recharge_status
@@ -244,8 +237,7 @@ def give_up(order_number, actor):
         return "unknown"  # pending or unclear: the person asks again later
     won = _transition(order, ("unknown",), {
         "recharge_status": "failed",
-        "anomaly_reason": sa.case((_O.c.anomaly_reason.in_((*AUTO_REASONS, "operator_lost_request")), None),
-                                  else_=_O.c.anomaly_reason)},
+        "anomaly_reason": _clear_auto_reason("operator_lost_request")},
         extra_where=(_O.c.submit_count == order.submit_count,))
     if not won:
         _log_lost_claim(order, actor)
@@ -262,7 +254,7 @@ def refund(order_number, actor):
     if order is None or order.payment_status != "paid" or order.recharge_status != "failed":
         return order and order.payment_status
     try:
-        WeChatClient(_settings()).refund(order_number=order_number, total_fee=order.total_fee,
+        WeChatClient(config.current()).refund(order_number=order_number, total_fee=order.total_fee,
                                          reason="top-up failed")
     except (WeChatUnavailable, WeChatRejected) as exc:
         audit.record_call(order, "refund", "error", str(exc))
@@ -291,7 +283,7 @@ def refund(order_number, actor):
 
 def _ask_status(order, actor):
     """The operator's status query for the order, its audit row committed."""
-    answer = unitel.UnitelClient(_settings()).status(order.order_number)
+    answer = unitel.UnitelClient(config.current()).status(order.order_number)
     audit.record_answer(order, "status", answer)
     db.session.commit()
     event(log, logging.INFO, "status_query", order=order.order_number, actor=actor,
@@ -305,7 +297,7 @@ def _submit(order, kind, actor):
 
 def _send(order, call_id, kind, actor):
     """Send the submit whose audit row `call_id` is committed, then settle its answer."""
-    answer = unitel.UnitelClient(_settings()).submit(
+    answer = unitel.UnitelClient(config.current()).submit(
         request_id=order.order_number, msisdn=order.phone_number,
         product_code=order.product_code, recharge_type=order.recharge_type)
     event(log, logging.INFO, "operator_answer", order=order.order_number, kind=kind, actor=actor,
@@ -327,10 +319,10 @@ def _to_unknown(order, reason, actor, detail):
     return "unknown"
 
 
-def _clear_auto_reason():
+def _clear_auto_reason(*also):
     """The machine's own "answer unclear" flag goes once the answer is clear (a person's
-    flag, or one set by payments.py, stays)."""
-    return sa.case((_O.c.anomaly_reason.in_(AUTO_REASONS), None), else_=_O.c.anomaly_reason)
+    flag, or one set by payments.py, stays); so do the reasons in `also`."""
+    return sa.case((_O.c.anomaly_reason.in_((*AUTO_REASONS, *also)), None), else_=_O.c.anomaly_reason)
 
 
 def _settle(order, answer, actor, also=None):
@@ -373,4 +365,4 @@ def _log_lost_claim(order, actor):
 
 
 def stuck_cutoff():
-    return utcnow() - timedelta(seconds=_settings().SWEEP_STUCK_SECONDS)
+    return utcnow() - timedelta(seconds=config.current().SWEEP_STUCK_SECONDS)

@@ -15,7 +15,8 @@ from decimal import ROUND_HALF_UP, Decimal
 import sqlalchemy as sa
 
 from .extensions import db
-from .models import Order
+from .models import OperatorCall, Order
+from .phones import mask
 from .timeutil import iso, utcnow
 
 SUCCESS_RATE_MIN = Decimal("95")
@@ -174,7 +175,6 @@ def duplicate_submits(since=None):
 
     A `resubmit` row is the one second request the design allows (after the status query
     said the first never arrived); it is listed so a person can see it, and marked."""
-    from .models import OperatorCall
     q = (sa.select(OperatorCall.order_number, OperatorCall.msisdn, sa.func.count(),
                    sa.func.sum(sa.case((OperatorCall.kind == "resubmit", 1), else_=0)))
          .where(OperatorCall.kind.in_(("submit", "resubmit")))
@@ -184,7 +184,6 @@ def duplicate_submits(since=None):
         q = q.where(OperatorCall.created_at >= since)
     rows = db.session.execute(q).all()
     db.session.commit()
-    from .phones import mask
     return [{"orderNumber": n, "msisdn": mask(m), "submits": c, "resubmits": int(r or 0),
              "explained": int(r or 0) == c - 1 and c == 2} for n, m, c, r in rows]
 
@@ -192,7 +191,6 @@ def duplicate_submits(since=None):
 def incident_scope(since):
     """The seed's step 2 of the emergency response: every order paid since `since`
     (a deploy time), by state, with anything sent twice and anything flagged."""
-    from .phones import mask
     status_rows = db.session.execute(
         sa.select(Order.payment_status, Order.recharge_status, sa.func.count())
         .where(Order.paid_at >= since)
