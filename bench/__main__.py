@@ -331,7 +331,7 @@ class Bench:
         from flask_migrate import upgrade
 
         from elife import create_app
-        from elife.seed import seed
+        from elife.ops.seed import seed
         self.app = create_app()
         import logging
         root = logging.getLogger("elife")
@@ -349,7 +349,7 @@ class Bench:
 
     def make_customers(self):
         """`users` customers, each with a signed token as /auth/login would give it."""
-        from elife.auth import issue_token
+        from elife.api.auth import issue_token
         n = self.cfg["users"]
         with self.app.app_context():
             db = self.db
@@ -672,7 +672,7 @@ class Bench:
         requests.post(f"{self.sandbox_url}/_reset", timeout=10).raise_for_status()
 
     def one_sweep(self, capture):
-        from elife import sweep
+        from elife.fulfil import sweep
         with self.app.app_context():
             with capture.recording("sweep"):
                 started = time.monotonic()
@@ -708,8 +708,8 @@ class Bench:
 
     # -- 4. EXPLAIN on the big table -------------------------------------------------------
     def section_explain(self):
-        from elife import reports
-        from elife.auth import issue_token
+        from elife.ops import reports
+        from elife.api.auth import issue_token
         cap = self.capture  # holds the last big sweep's statements
         app = self.app
         with app.app_context():
@@ -827,7 +827,8 @@ class Capture:
     def __init__(self, bench):
         self.bench = bench
         self.sent = []
-        from elife import reports, sweep
+        from elife.ops import reports
+        from elife.fulfil import sweep
         self._wrap(sweep, "_page", self._page_label)
         for fn in ("success_rate", "anomalies_by_day", "recharge_delay", "pending_compensation"):
             self._wrap(reports, fn, lambda *a, _fn=fn, **k: f"report: {_fn}")
@@ -851,7 +852,7 @@ class Capture:
     label = contextvars.ContextVar("bench_capture_label", default=None)
 
     def _page_label(self, where, key_col, after, batch):
-        from elife import sweep
+        from elife.fulfil import sweep
         from elife.timeutil import utcnow
         names = {str(w): name for name, w, _ in sweep.selections(utcnow(), self.bench.app.config["SETTINGS"])}
         return f"sweep page: {names.get(str(where), '?')}" + (" (next page)" if after else "")

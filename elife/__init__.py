@@ -3,7 +3,8 @@ from pathlib import Path
 
 from flask import Flask, request
 
-from . import cli, database, errors, extensions, logs
+from .ops import cli
+from . import database, errors, extensions, logs
 from .api import BLUEPRINTS
 from .config import REPO_ROOT, load_settings
 

@@ -155,3 +155,14 @@ def _fill_development_defaults(s):
     s.UNITEL_USERNAME = s.UNITEL_USERNAME or "sandbox"
     s.UNITEL_PASSWORD = s.UNITEL_PASSWORD or "sandbox"
     s.SANDBOX_SERVICE_URL = s.SANDBOX_SERVICE_URL or f"http://127.0.0.1:{s.PORT}"
+
+
+if __name__ == "__main__":
+    # python -m elife.config NAME...: settings as shell assignments, so shell scripts read
+    # the same values (environment, .env, defaults) as the service.
+    import shlex
+    import sys
+
+    _s = load_settings()
+    for _name in sys.argv[1:]:
+        print(f"{_name}={shlex.quote(str(getattr(_s, _name)))}")

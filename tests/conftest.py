@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from elife import create_app
 from elife.config import normalize_database_url
 from elife.extensions import db
-from elife.seed import seed
+from elife.ops.seed import seed
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_DB_URL = os.environ.get("ELIFE_TEST_DATABASE_URL", "").strip()

@@ -14,7 +14,8 @@ import sqlalchemy as sa
 from itsdangerous import TimestampSigner
 
 from conftest import SEED_ORDER, mysql_only, order_row
-from elife import anomalies, reports
+from elife.fulfil import anomalies
+from elife.ops import reports
 from elife.extensions import db
 
 TOKEN = "test-admin-token"  # conftest's ADMIN_TOKEN
@@ -241,7 +242,7 @@ def test_success_rate_chart_has_a_bar_per_recharge_status(client, customer, sand
 
 
 def test_the_anomaly_list_is_newest_first_and_bounded(client, customer, sandbox, app, monkeypatch):
-    from elife import admin_data
+    from elife.ops import admin_data
     monkeypatch.setattr(admin_data, "ANOMALY_LIST_LIMIT", 3)
     numbers = []
     for i in range(5):
@@ -363,7 +364,7 @@ def test_refund_is_refused_unless_failed_and_paid(client, customer, order, sandb
 
 def lost_by_the_operator(make_app, client, customer, sandbox):
     """An order the operator has no record of after its submit and the one resubmit."""
-    from elife import recharge
+    from elife.fulfil import recharge
     sandbox.mode("5xx")  # answered 5xx, never recorded: the status query says not found
     n = paid_through_sandbox(client, customer, sandbox, new_order(client, customer))
     with make_app(SWEEP_STUCK_SECONDS=0).app_context():
@@ -618,7 +619,7 @@ EXPLAIN_ROWS = 20000
 @mysql_only
 def test_admin_queries_use_indexes(client, customer, order, sandbox):
     """The anomaly list and an order's page walk indexes, never the whole table."""
-    from elife import admin_data
+    from elife.ops import admin_data
     n = mismatched_callback(client, order)
     with db.engine.begin() as c:
         uid = c.execute(sa.text("SELECT user_id FROM orders WHERE order_number = :n"), {"n": n}).scalar()

@@ -11,7 +11,7 @@ import pytest
 from conftest import SEED_ORDER, clean_database, login, row_counts
 from elife import create_app
 from elife.extensions import db
-from elife.seed import seed
+from elife.ops.seed import seed
 
 FIELDS = ("phoneNumber", "productOperator", "rechargeType", "productCode")
 

@@ -14,7 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 
 from conftest import mysql_only, order_row
-from elife import database, extensions, recharge
+from elife import database, extensions
+from elife.fulfil import recharge
 from elife.extensions import db
 from elife.models import Order
 from elife.timeutil import utcnow

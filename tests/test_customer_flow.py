@@ -63,7 +63,7 @@ def token_payload(token):
 
 
 def sign(payload, secret=SECRET, age_seconds=0):
-    from elife.auth import _SALT
+    from elife.api.auth import _SALT
 
     class Signer(TimestampSigner):
         def get_timestamp(self):

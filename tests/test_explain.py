@@ -5,7 +5,8 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import mysql_only
-from elife import reports, sweep
+from elife.ops import reports
+from elife.fulfil import sweep
 from elife.extensions import db
 
 pytestmark = mysql_only

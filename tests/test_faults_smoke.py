@@ -55,7 +55,7 @@ def test_the_sweep_purges_idempotency_keys_past_their_24_hours(app):
     blueprint module -- so the purge raised AttributeError and no key was ever dropped."""
     from datetime import timedelta
 
-    from elife import sweep
+    from elife.fulfil import sweep
     from elife.models import IdempotencyKey
     from elife.timeutil import utcnow
 

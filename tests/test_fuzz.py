@@ -31,11 +31,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import SEED_ORDER, TABLES, login, row_counts
-from elife import admin_session, phones
+from elife.api import admin_session
+from elife.shop import phones
 from elife.api.orders import CLIENT_PRICE_FIELDS
-from elife.auth import _serializer as customer_token_serializer
+from elife.api.auth import _serializer as customer_token_serializer
 from elife.extensions import db
-from elife.seed import PRODUCTS
+from elife.ops.seed import PRODUCTS
 from openapi_check import errors as schema_errors
 from openapi_check import openapi_path, operation
 

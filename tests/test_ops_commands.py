@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from conftest import REPO, free_port
-from elife.audit import record_call
+from elife.fulfil.audit import record_call
 from elife.extensions import db
 from elife.models import Order
 

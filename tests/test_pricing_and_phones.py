@@ -12,10 +12,10 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import SEED_ORDER, order_row, row_counts
-from elife import phones
+from elife.shop import phones
 from elife.extensions import db
 from elife.models import ExchangeRate, Product
-from elife.pricing import RATE_CURRENCY, PricingError, fen_for, price, yuan
+from elife.shop.pricing import RATE_CURRENCY, PricingError, fen_for, price, yuan
 
 
 # -- helpers --------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import requests
 import sqlalchemy as sa
 
 from conftest import mysql_only, order_row
-from elife import sweep
+from elife.fulfil import sweep
 from elife.extensions import db
 from elife.models import Order
 from elife.timeutil import utcnow

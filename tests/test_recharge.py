@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from conftest import SEED_ORDER, mysql_only, order_row
-from elife import recharge
+from elife.fulfil import recharge
 from elife.clients import unitel
 from elife.extensions import db
 from elife.models import OperatorCall, Order

@@ -17,7 +17,7 @@ import requests
 import sqlalchemy as sa
 
 from conftest import mysql_only, order_row
-from elife import recharge
+from elife.fulfil import recharge
 from elife.extensions import db
 from elife.models import Order
 from test_recharge import age_claim, double_topups, kinds, log_lines, operator_calls, refunds_for, run

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import REPO, free_port, mysql_only, order_row
-from elife import sweep
+from elife.fulfil import sweep
 from elife.extensions import db
 from elife.models import Order, User
 from elife.timeutil import utcnow

@@ -17,7 +17,10 @@ import secrets
 from flask import (Blueprint, g, jsonify, make_response, redirect, render_template,
                    request, url_for)
 
-from .. import admin_data, admin_session, anomalies, audit, charts, limits, recharge, reports
+from ..ops import admin_data, charts, reports
+from . import admin_session
+from ..fulfil import anomalies, audit, recharge
+from ..shop import limits
 from ..errors import ApiError, error_response
 from ..extensions import db
 from ..logs import event

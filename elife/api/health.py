@@ -16,6 +16,6 @@ def health():
 
 @bp.get("/openapi.json")
 def openapi():
-    """The OpenAPI 3.0 description of this API (elife/openapi.py)."""
-    from ..openapi import build_spec
+    """The OpenAPI 3.0 description of this API (elife/api/openapi.py)."""
+    from .openapi import build_spec
     return jsonify(build_spec(config.current()))

@@ -2,10 +2,10 @@ import re
 
 from flask import Blueprint, jsonify, request
 
-from .. import catalog, orders
-from ..auth import current_user
+from ..shop import catalog, orders
+from .auth import current_user
 from ..errors import ApiError
-from ..pricing import PricingError
+from ..shop.pricing import PricingError
 from .common import int_arg, json_object, order_number_or_404, string_field
 
 bp = Blueprint("orders", __name__)

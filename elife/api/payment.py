@@ -1,7 +1,8 @@
 from flask import Blueprint, jsonify, request
 
-from .. import limits, orders, payments
-from ..auth import current_user
+from ..shop import limits, orders
+from ..fulfil import payments
+from .auth import current_user
 from .common import client_ip, json_object, order_number_or_404, string_field
 
 bp = Blueprint("payment", __name__, url_prefix="/payment")

@@ -18,13 +18,15 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from . import anomalies, audit, config, database, phones
-from .clients import unitel
-from .clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
-from .extensions import db
-from .logs import event
-from .models import Order
-from .timeutil import utcnow
+from . import anomalies, audit
+from .. import config, database
+from ..shop import phones
+from ..clients import unitel
+from ..clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
+from ..extensions import db
+from ..logs import event
+from ..models import Order
+from ..timeutil import utcnow
 
 log = logging.getLogger("elife.recharge")
 

@@ -1,4 +1,4 @@
-"""python -m elife.smoke [BASE_URL]: check a running service after a deploy.
+"""python -m elife.ops.smoke [BASE_URL]: check a running service after a deploy.
 
 Always: /health and the catalogue. Against a sandboxed service (the sandbox answers on
 SANDBOX_URL, default http://127.0.0.1:$SANDBOX_PORT): log in, create the seed's order,
@@ -10,7 +10,7 @@ import time
 
 import requests
 
-from .config import load_settings
+from ..config import load_settings
 
 SEED_ORDER = {"phoneNumber": "88888888", "productOperator": "UNITEL", "rechargeType": "VOICE",
               "productCode": "5000"}

@@ -11,11 +11,11 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
-from . import config
-from .errors import ApiError
-from .extensions import db
-from .logs import event
-from .models import RateLimit
+from .. import config
+from ..errors import ApiError
+from ..extensions import db
+from ..logs import event
+from ..models import RateLimit
 
 log = logging.getLogger("elife.limits")
 _T = RateLimit.__table__

@@ -9,7 +9,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import sqlalchemy as sa
 
-from .models import ExchangeRate
+from ..models import ExchangeRate
 
 RATE_CURRENCY = "MNT_TO_CNY"
 MAX_TOTAL_FEE = 10_000_000  # 100,000 yuan: no top-up costs that; guards a bad rate

@@ -30,13 +30,15 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from . import config, limits, payments, recharge
-from .orders import IDEMPOTENCY_TTL
-from .clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
-from .extensions import db
-from .logs import event
-from .models import IdempotencyKey, Order
-from .timeutil import utcnow
+from .. import config
+from ..shop import limits
+from . import payments, recharge
+from ..shop.orders import IDEMPOTENCY_TTL
+from ..clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
+from ..extensions import db
+from ..logs import event
+from ..models import IdempotencyKey, Order
+from ..timeutil import utcnow
 
 log = logging.getLogger("elife.sweep")
 

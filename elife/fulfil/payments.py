@@ -10,13 +10,14 @@ import logging
 
 import sqlalchemy as sa
 
-from . import anomalies, config, database, recharge
-from .clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
-from .errors import ApiError
-from .extensions import db
-from .logs import event
-from .models import Order, PaymentNotice
-from .timeutil import utcnow
+from . import anomalies, recharge
+from .. import config, database
+from ..clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
+from ..errors import ApiError
+from ..extensions import db
+from ..logs import event
+from ..models import Order, PaymentNotice
+from ..timeutil import utcnow
 
 log = logging.getLogger("elife.payments")
 

@@ -18,7 +18,8 @@ def seed_command():
 @elife_cli.command("sweep")
 def sweep_command():
     """Run the compensation sweep once (what cron runs every minute)."""
-    from . import database, sweep
+    from .. import database
+    from ..fulfil import sweep
     try:
         database.ping()
     except Exception as exc:  # noqa: BLE001 -- cannot run at all: say so and fail

@@ -7,12 +7,12 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from . import catalog, limits, phones
-from .errors import ApiError
-from .extensions import db
-from .logs import event
-from .models import IdempotencyKey, Order
+from ..errors import ApiError
+from ..extensions import db
+from ..logs import event
+from ..models import IdempotencyKey, Order
 from .pricing import PricingError, checked_rate, price, yuan
-from .timeutil import iso, utcnow
+from ..timeutil import iso, utcnow
 
 log = logging.getLogger("elife.orders")
 IDEMPOTENCY_TTL = timedelta(hours=24)

@@ -15,7 +15,7 @@ import secrets
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from . import config
+from .. import config
 
 COOKIE_NAME = "elife_admin"
 COOKIE_PATH = "/admin"

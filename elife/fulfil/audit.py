@@ -1,9 +1,9 @@
 """Audit rows: calls to the operator and to WeChat's refund, and decisions about orders."""
 import sqlalchemy as sa
 
-from .extensions import db
-from .models import OperatorCall, OrderEvent
-from .timeutil import utcnow
+from ..extensions import db
+from ..models import OperatorCall, OrderEvent
+from ..timeutil import utcnow
 
 
 _CALLS = OperatorCall.__table__

@@ -6,9 +6,9 @@ import json
 import sqlalchemy as sa
 
 from . import audit
-from .extensions import db
-from .models import Order
-from .timeutil import iso, utcnow
+from ..extensions import db
+from ..models import Order
+from ..timeutil import iso, utcnow
 
 DETAILS_CAP = 60_000  # TEXT holds 64 KiB; stop appending before it overflows
 

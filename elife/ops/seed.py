@@ -2,9 +2,9 @@
 MNT->CNY rate. Idempotent: adds what is missing, changes nothing that exists."""
 from decimal import Decimal
 
-from .extensions import db
-from .models import ExchangeRate, Product
-from .pricing import RATE_CURRENCY
+from ..extensions import db
+from ..models import ExchangeRate, Product
+from ..shop.pricing import RATE_CURRENCY
 
 DEFAULT_RATE = Decimal("0.00210000")  # yuan for one tugrik (about 476 MNT to the yuan)
 

@@ -3,10 +3,11 @@ Read-only; every list is bounded and walks an index (idx_anomaly_reason, and the
 order_number indexes of the audit tables)."""
 import sqlalchemy as sa
 
-from . import phones, recharge
-from .extensions import db
-from .models import OperatorCall, Order, OrderEvent, PaymentNotice
-from .timeutil import iso
+from ..shop import phones
+from ..fulfil import recharge
+from ..extensions import db
+from ..models import OperatorCall, Order, OrderEvent, PaymentNotice
+from ..timeutil import iso
 
 ANOMALY_LIST_LIMIT = 100
 TRAIL_LIMIT = 200

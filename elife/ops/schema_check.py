@@ -5,7 +5,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask import current_app
 
-from .extensions import db
+from ..extensions import db
 
 
 def problems():

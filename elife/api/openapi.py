@@ -9,11 +9,11 @@ checks that every status and error code the service answers is one described her
 Error codes are listed per operation and status (an `enum` on `error.code`), in the order
 the code checks them.
 """
-from . import catalog, phones
-from .api import common
-from .api import orders as orders_api
-from .models import PAYMENT_STATUSES, RECHARGE_STATUSES
-from .pricing import MAX_TOTAL_FEE
+from ..shop import catalog, phones
+from . import common
+from . import orders as orders_api
+from ..models import PAYMENT_STATUSES, RECHARGE_STATUSES
+from ..shop.pricing import MAX_TOTAL_FEE
 
 OPENAPI_VERSION = "3.0.3"
 API_VERSION = "1.0.0"

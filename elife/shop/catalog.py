@@ -1,8 +1,8 @@
 """The product catalogue, priced at the active exchange rate."""
 import sqlalchemy as sa
 
-from .extensions import db
-from .models import Product
+from ..extensions import db
+from ..models import Product
 from .pricing import RATE, PricingError, checked_rate, price, yuan
 
 RECHARGE_TYPES = ("VOICE", "DATA")

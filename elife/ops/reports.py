@@ -14,10 +14,10 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import sqlalchemy as sa
 
-from .extensions import db
-from .models import OperatorCall, Order
-from .phones import mask
-from .timeutil import iso, utcnow
+from ..extensions import db
+from ..models import OperatorCall, Order
+from ..shop.phones import mask
+from ..timeutil import iso, utcnow
 
 SUCCESS_RATE_MIN = Decimal("95")
 ANOMALY_RATE_MAX = Decimal("1")
