@@ -1,12 +1,11 @@
 """eLife backend: mobile top-ups for Mongolian numbers, paid with WeChat Pay."""
 from pathlib import Path
 
-from flask import Flask, request
+from flask import Flask
 
-from .ops import cli
-from . import database, errors, extensions, logs
-from .api import BLUEPRINTS
+from . import api, database, extensions, logs
 from .config import REPO_ROOT, load_settings
+from .ops import cli
 
 
 def create_app(config=None):
@@ -33,20 +32,9 @@ def create_app(config=None):
 
     logs.setup_logging(settings.LOG_LEVEL, settings.LOG_DIR)
 
-    for bp in BLUEPRINTS:
-        app.register_blueprint(bp)
-
-    errors.register_error_handlers(app)
-    app.before_request(_reject_oversized_body)
+    api.init_app(app)
     cli.register(app)
 
     with app.app_context():
         database.wait_for_database(settings)
     return app
-
-
-def _reject_oversized_body():
-    """413 from the declared length, before anything reads the body."""
-    limit = request.max_content_length
-    if limit is not None and request.content_length is not None and request.content_length > limit:
-        raise errors.ApiError(413, "body_too_large", f"request body is larger than {limit} bytes")

@@ -1,79 +1,35 @@
-"""One shape for every error the API returns: {"error": {"code", "message"}}."""
-import logging
-
-from flask import jsonify, request
-from sqlalchemy.exc import DBAPIError, OperationalError
-from werkzeug.exceptions import HTTPException
-
-log = logging.getLogger("elife.errors")
-
-# Stable codes for the HTTP errors Flask/Werkzeug raise on their own.
-HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "body_too_large",
-    415: "unsupported_media_type",
-    429: "rate_limited",
-    500: "internal_error",
-    502: "bad_gateway",
-    503: "service_unavailable",
-}
+"""What the business says no with: plain exceptions, each with a stable `code` that
+clients and the runbook's greps rely on. Only elife/api/ knows HTTP: api/errors.py
+turns these into answers."""
 
 
-class ApiError(Exception):
-    def __init__(self, status, code, message, headers=None):
+class DomainError(Exception):
+    def __init__(self, code, message, retry_after=None):
         super().__init__(message)
-        self.status = status
         self.code = code
         self.message = message
-        self.headers = headers or {}
+        self.retry_after = retry_after  # seconds, for RateLimited and Unavailable
 
 
-def error_response(status, code, message, headers=None):
-    resp = jsonify({"error": {"code": code, "message": message}})
-    resp.status_code = status
-    for k, v in (headers or {}).items():
-        resp.headers[k] = v
-    return resp
+class Invalid(DomainError):
+    """The request asks for something that cannot be: a bad number, an unknown product."""
 
 
-def register_error_handlers(app):
-    @app.errorhandler(ApiError)
-    def _api_error(e):
-        return error_response(e.status, e.code, e.message, e.headers)
+class NotFound(DomainError):
+    """No such thing, or not the caller's."""
 
-    @app.errorhandler(HTTPException)
-    def _http_error(e):
-        code = HTTP_CODES.get(e.code, "http_error")
-        headers = {}
-        if e.code == 405 and e.valid_methods:
-            headers["Allow"] = ", ".join(sorted(e.valid_methods))
-        message = {
-            404: f"no such path: {request.path}",
-            405: f"{request.method} is not allowed here",
-            413: "request body is too large",
-        }.get(e.code, e.description or e.name)
-        return error_response(e.code, code, message, headers)
 
-    @app.errorhandler(DBAPIError)
-    def _database_error(e):
-        from .database import is_transient
-        from .extensions import db
-        db.session.rollback()
-        if is_transient(e) or isinstance(e, OperationalError):
-            log.warning("event=database_unavailable path=%s error=%s", request.path,
-                        str(getattr(e, "orig", e)).splitlines()[0][:200])
-            return error_response(503, "database_unavailable",
-                                  "the database is unavailable for a moment; try again",
-                                  {"Retry-After": "5"})
-        log.exception("event=database_error path=%s", request.path)
-        return error_response(500, "internal_error", "internal error; it has been logged")
+class Forbidden(DomainError):
+    """The caller may not do this, however it asks."""
 
-    @app.errorhandler(Exception)
-    def _unexpected(e):
-        log.exception("event=unhandled_error path=%s", request.path)
-        return error_response(500, "internal_error", "internal error; it has been logged")
+
+class Conflict(DomainError):
+    """The state of the order (or product) does not allow it now."""
+
+
+class RateLimited(DomainError):
+    """Too many; try again in `retry_after` seconds."""
+
+
+class Unavailable(DomainError):
+    """Something we depend on (WeChat, the rate table) cannot serve this now."""

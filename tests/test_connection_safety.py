@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from conftest import mysql_only, order_row
 from elife import database, extensions
-from elife.fulfil import recharge
+from elife.fulfil import recharge, state
 from elife.extensions import db
 from elife.models import Order
 from elife.timeutil import utcnow
@@ -104,6 +104,6 @@ def test_a_connection_killed_while_the_request_waits_is_replaced(app, ctx, monke
     db.session.commit()
     with db.engine.connect() as other:
         other.execute(sa.text(f"KILL CONNECTION {int(victim)}"))
-    assert recharge._load("ORD000000000") is None  # a read outside any retry
+    assert state.read_fresh("ORD000000000") is None  # a read outside any retry
     assert db.session.execute(sa.text("SELECT CONNECTION_ID()")).scalar() != victim
     db.session.commit()

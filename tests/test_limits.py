@@ -65,7 +65,7 @@ def test_concurrent_hits_are_all_counted(app):
     """Eight requests at the same instant, each on its own connection: exactly five pass.
     The counter is one atomic upsert, so no hit is lost between workers or hosts."""
     from elife.shop import limits
-    from elife.errors import ApiError
+    from elife.errors import RateLimited
     results = []
     barrier = threading.Barrier(8)
 
@@ -75,7 +75,7 @@ def test_concurrent_hits_are_all_counted(app):
             try:
                 limits.hit("test", "shared", 5, 60)
                 results.append("ok")
-            except ApiError:
+            except RateLimited:
                 results.append("429")
             finally:
                 from elife.extensions import db

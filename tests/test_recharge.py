@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from conftest import SEED_ORDER, mysql_only, order_row
-from elife.fulfil import recharge
+from elife.fulfil import recharge, refunds
 from elife.clients import unitel
 from elife.extensions import db
 from elife.models import OperatorCall, Order
@@ -178,7 +178,7 @@ def test_unknown_settles_as_failed_and_refunds_once_when_the_status_query_says_f
     [refund] = refunds_for(sandbox, n)
     assert (refund["refund_fee"], refund["requests"]) == (row["total_fee"], 1)
     # Asking again (a person, the sweep) changes nothing and asks WeChat nothing.
-    assert run(recharge.refund, n, "test") == "refunded"
+    assert run(refunds.refund, n, "test") == "refunded"
     assert run(recharge.reconcile, n, "test") == "failed"
     [refund] = refunds_for(sandbox, n)
     assert refund["requests"] == 1
@@ -299,7 +299,7 @@ def test_definite_failure_is_refunded_once_even_when_asked_again(client, sandbox
     assert len(sandbox.submits_for(n)) == 1
     assert len(refunds_for(sandbox, n)) == 1
 
-    assert run(recharge.refund, n, "test") == "refunded"
+    assert run(refunds.refund, n, "test") == "refunded"
     assert run(recharge.reconcile, n, "test") == "failed"
     [refund] = refunds_for(sandbox, n)
     assert (refund["refund_fee"], refund["requests"]) == (row["total_fee"], 1)
@@ -307,7 +307,7 @@ def test_definite_failure_is_refunded_once_even_when_asked_again(client, sandbox
     # A crash between WeChat's refund and our UPDATE leaves the order paid+failed; the
     # refund asked again carries the same out_refund_no, so WeChat refunds once.
     update(n, payment_status="paid", refunded_at=None)
-    assert run(recharge.refund, n, "test") == "refunded"
+    assert run(refunds.refund, n, "test") == "refunded"
     [refund] = refunds_for(sandbox, n)
     assert refund["requests"] == 2  # asked twice, refunded once
     assert order_row(n)["payment_status"] == "refunded"
@@ -323,7 +323,7 @@ def test_a_refund_wechat_refuses_leaves_an_anomaly_not_a_silent_failure(client, 
     assert refunds_for(sandbox, n) == []
 
     sandbox.wechat_down()
-    assert run(recharge.refund, n, "test") == "refunded"
+    assert run(refunds.refund, n, "test") == "refunded"
     row = order_row(n)
     assert (row["payment_status"], row["anomaly_reason"]) == ("refunded", None)
     assert len(refunds_for(sandbox, n)) == 1
@@ -381,7 +381,7 @@ def test_claim_blocks_then_reports_zero_rows_and_repeatable_read_shows_a_stale_r
     "current" read even under REPEATABLE READ), finds it no longer matches and reports
     rowcount 0. A plain SELECT in that same transaction still shows the snapshot taken at
     its first read -- recharge_at NULL, as if the claim were free. That is why
-    recharge.py ends its read transaction (recharge._load commits) before it claims, and
+    recharge.py ends its read transaction (state.read_fresh commits) before it claims, and
     decides by the UPDATE's rowcount, never by a read."""
     n = order["orderNumber"]
     update(n, payment_status="paid")

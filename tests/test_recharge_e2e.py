@@ -17,7 +17,7 @@ import requests
 import sqlalchemy as sa
 
 from conftest import mysql_only, order_row
-from elife.fulfil import recharge
+from elife.fulfil import recharge, refunds
 from elife.extensions import db
 from elife.models import Order
 from test_recharge import age_claim, double_topups, kinds, log_lines, operator_calls, refunds_for, run
@@ -91,7 +91,7 @@ def test_each_operator_mode_ends_in_its_state(live, sandbox, buyer, ctx, mode):
         assert row["refunded_at"] is not None
         [refund] = refunds_for(sandbox, n)
         assert (refund["refund_fee"], refund["requests"]) == (row["total_fee"], 1)
-        assert run(recharge.refund, n, "test") == "refunded"
+        assert run(refunds.refund, n, "test") == "refunded"
         [refund] = refunds_for(sandbox, n)
         assert refund["requests"] == 1
         assert kinds(n) == [("submit", "failed"), ("refund", "success")]

@@ -19,9 +19,10 @@ from flask import (Blueprint, g, jsonify, make_response, redirect, render_templa
 
 from ..ops import admin_data, charts, reports
 from . import admin_session
-from ..fulfil import anomalies, audit, recharge
+from ..fulfil import anomalies, audit, recharge, refunds
 from ..shop import limits
-from ..errors import ApiError, error_response
+from ..errors import DomainError
+from .errors import ApiError, error_response, from_domain
 from ..extensions import db
 from ..logs import event
 from ..timeutil import iso, utcnow
@@ -64,6 +65,11 @@ def require_admin():
         raise ApiError(403, "csrf_failed", "this form is stale or did not come from the admin page; "
                                            "reload the page and try again")
     return None
+
+
+@bp.errorhandler(DomainError)
+def admin_domain_error(e):
+    return admin_error(from_domain(e))
 
 
 @bp.errorhandler(ApiError)
@@ -289,7 +295,7 @@ def act_refund(order_number):
             raise _Refused(409, "not_refundable", "only a paid order whose recharge failed can be refunded; "
                                                   f"this one is {o.payment_status}, recharge {o.recharge_status}")
         outcome = _run_recorded(o.order_number, "admin_refund", actor, note,
-                                lambda: recharge.refund(o.order_number, actor))
+                                lambda: refunds.refund(o.order_number, actor))
         return f"Refund asked of WeChat; {outcome}."
     return _action(order_number, "refund", run)
 

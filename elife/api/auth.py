@@ -10,7 +10,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from .. import config
 from ..clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
-from ..errors import ApiError
+from .errors import ApiError
 from ..extensions import db
 from ..logs import event
 from ..models import User

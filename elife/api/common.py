@@ -5,7 +5,7 @@ import re
 from flask import request
 
 from .. import config
-from ..errors import ApiError
+from .errors import ApiError
 
 ORDER_NUMBER = re.compile(r"ORD[0-9]{6,29}")
 

@@ -1,6 +1,6 @@
 from flask import Blueprint, jsonify
 
-from .. import config, database
+from .. import database
 
 bp = Blueprint("health", __name__)
 
@@ -13,9 +13,3 @@ def health():
         return jsonify({"status": "degraded", "database": "down"}), 503
     return jsonify({"status": "ok", "database": "up"})
 
-
-@bp.get("/openapi.json")
-def openapi():
-    """The OpenAPI 3.0 description of this API (elife/api/openapi.py)."""
-    from .openapi import build_spec
-    return jsonify(build_spec(config.current()))

@@ -9,11 +9,16 @@ checks that every status and error code the service answers is one described her
 Error codes are listed per operation and status (an `enum` on `error.code`), in the order
 the code checks them.
 """
+from flask import Blueprint, jsonify
+
+from .. import config
+from ..models import PAYMENT_STATUSES, RECHARGE_STATUSES
 from ..shop import catalog, phones
+from ..shop.pricing import MAX_TOTAL_FEE
 from . import common
 from . import orders as orders_api
-from ..models import PAYMENT_STATUSES, RECHARGE_STATUSES
-from ..shop.pricing import MAX_TOTAL_FEE
+
+bp = Blueprint("openapi", __name__)
 
 OPENAPI_VERSION = "3.0.3"
 API_VERSION = "1.0.0"
@@ -296,6 +301,11 @@ def schemas():
             "properties": {"errcode": {"type": "integer", "enum": [0, 1]}, "errmsg": {"type": "string"}},
         },
     }
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(build_spec(config.current()))
 
 
 def build_spec(settings):

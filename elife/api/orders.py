@@ -4,8 +4,7 @@ from flask import Blueprint, jsonify, request
 
 from ..shop import catalog, orders
 from .auth import current_user
-from ..errors import ApiError
-from ..shop.pricing import PricingError
+from .errors import ApiError
 from .common import int_arg, json_object, order_number_or_404, string_field
 
 bp = Blueprint("orders", __name__)
@@ -21,11 +20,7 @@ CLIENT_PRICE_FIELDS = ("totalFee", "productPriceRmb", "productPriceTg", "priceRm
 def products():
     operator = _filter("operator")
     recharge_type = _filter("rechargeType")
-    try:
-        items = catalog.products(operator, recharge_type)
-    except PricingError as e:
-        raise ApiError(503, e.code, e.message) from None
-    return jsonify({"products": items})
+    return jsonify({"products": catalog.products(operator, recharge_type)})
 
 
 @bp.post("/orders")

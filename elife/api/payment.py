@@ -1,11 +1,17 @@
+"""POST /payment/create, and WeChat's pay notice: answered {"errcode": 0} once it is on
+record (also when it was rejected and flagged), so WeChat stops retrying."""
 from flask import Blueprint, jsonify, request
 
 from ..shop import limits, orders
 from ..fulfil import payments
 from .auth import current_user
+from .errors import from_domain
 from .common import client_ip, json_object, order_number_or_404, string_field
 
 bp = Blueprint("payment", __name__, url_prefix="/payment")
+
+OK = {"errcode": 0, "errmsg": "OK"}
+RETRY = {"errcode": 1, "errmsg": "try again later"}  # anything but errcode 0: WeChat retries
 
 
 @bp.post("/create")
@@ -20,5 +26,7 @@ def create():
 
 @bp.post("/callback/<order_number>")
 def callback(order_number):
-    status, reply = payments.handle_callback(order_number, request.get_data(cache=False), request.headers)
-    return jsonify(reply), status
+    verdict = payments.handle_callback(order_number, request.get_data(cache=False), request.headers)
+    if verdict.refused is not None:
+        raise from_domain(verdict.refused)
+    return jsonify(RETRY if verdict.retry_later else OK)

@@ -2,27 +2,26 @@
 
 A Cloud Hosting callback carries no signature, so its body alone never marks an order
 paid: it is recorded, checked against the stored order, and then confirmed with
-WeChat's order query. Only `unpaid -> paid` is written here (one conditional UPDATE);
-the recharge that follows belongs to recharge.py.
+WeChat's order query. Only then is it marked paid (state.mark_paid) and claimed for
+the recharge in the same commit; the recharge that follows belongs to recharge.py.
 """
 import json
 import logging
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from . import anomalies, recharge
 from .. import config, database
 from ..clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
-from ..errors import ApiError
+from ..errors import Conflict, DomainError, Forbidden, Invalid, Unavailable
 from ..extensions import db
 from ..logs import event
 from ..models import Order, PaymentNotice
 from ..timeutil import utcnow
+from . import anomalies, recharge, state
 
 log = logging.getLogger("elife.payments")
 
-OK = {"errcode": 0, "errmsg": "OK"}
-RETRY = {"errcode": 1, "errmsg": "try again later"}
 # A notice failing several checks is flagged under the one a person must see first: a
 # wrong amount matters more than a missing field that WeChat always sends.
 REASON_PRIORITY = ("amount_mismatch", "attach_mismatch", "out_trade_no_mismatch", "payment_not_success")
@@ -40,7 +39,7 @@ def callback_path(order_number):
 
 def create_payment(order, openid, client_ip):
     if order.payment_status != "unpaid":
-        raise ApiError(409, "order_already_paid", f"this order is already {order.payment_status}")
+        raise Conflict("order_already_paid", f"this order is already {order.payment_status}")
     try:
         params = WeChatClient(config.current()).unified_order(
             order_number=order.order_number, total_fee=order.total_fee, openid=openid,
@@ -48,29 +47,37 @@ def create_payment(order, openid, client_ip):
             client_ip=client_ip, callback_path=callback_path(order.order_number))
     except WeChatUnavailable as exc:
         event(log, logging.WARNING, "unified_order_unavailable", order=order.order_number, error=str(exc))
-        raise ApiError(502, "wechat_unavailable", "WeChat Pay could not be reached; try again") from None
+        raise Unavailable("wechat_unavailable", "WeChat Pay could not be reached; try again") from None
     except WeChatRejected as exc:
         if exc.code == "ORDERPAID":
             # Paid at WeChat, its notice not here yet (late, or lost: the sweep's order
             # query recovers it). Not a failure: the customer must not pay again.
             event(log, logging.WARNING, "paid_before_notice", order=order.order_number)
-            raise ApiError(409, "order_already_paid", "this order is already paid; "
-                                                      "its top-up follows shortly") from None
+            raise Conflict("order_already_paid", "this order is already paid; "
+                                                 "its top-up follows shortly") from None
         event(log, logging.WARNING, "unified_order_rejected", order=order.order_number, error=str(exc))
-        raise ApiError(502, "wechat_rejected", "WeChat Pay refused to create the payment") from None
-    now = utcnow()
-    db.session.execute(sa.update(Order)
-                       .where(Order.order_number == order.order_number, Order.payment_status == "unpaid")
-                       .values(payment_created_at=now, updated_at=now))
-    db.session.commit()
+        raise Unavailable("wechat_rejected", "WeChat Pay refused to create the payment") from None
+    state.note_payment_created(order.order_number)
     event(log, logging.INFO, "payment_created", order=order.order_number, total_fee=order.total_fee)
     return params
 
 
 # -- the callback -------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class NoticeVerdict:
+    """What was decided about one notice: api/payment.py answers WeChat from it."""
+    decision: str                 # as written to payment_notices.decision
+    refused: DomainError = None   # not a notice we take at all (malformed, not from the platform)
+
+    @property
+    def retry_later(self):
+        """WeChat must deliver it again: its order query could not be asked."""
+        return self.decision == "query_failed"
+
+
 def handle_callback(url_order_number, raw_body, headers):
-    """Returns (http_status, json). Every notice is recorded, in the transaction of the
+    """Record and decide one notice; a NoticeVerdict. Every notice is recorded, in the transaction of the
     first thing decided about it (reading its order, or rejecting it), and its decision
     written before the answer: an answer is never sent for a notice not on record."""
     body = raw_body[:NOTICE_BODY_CAP].decode("utf-8", "replace")
@@ -86,11 +93,11 @@ def handle_callback(url_order_number, raw_body, headers):
         db.session.connection().execute(_DECISION, {"notice": notice_id, "d": decision,
                                                     "why": detail and detail[:2000]})
 
-    status, reply, decision, detail = _decide(url_order_number, raw_body, headers, record)
+    decision, detail, refused = _decide(url_order_number, raw_body, headers, record)
     if decision != "paid":  # a paid notice's decision was committed with the payment
         record(decision, detail)
         db.session.commit()
-    return status, reply
+    return NoticeVerdict(decision, refused)
 
 
 _N = PaymentNotice.__table__
@@ -105,21 +112,21 @@ def _decide(n, raw_body, headers, record):
         body = json.loads(raw_body)
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
         event(log, logging.WARNING, "notice_malformed", order=shown)
-        return 400, _err("malformed_json", "the body is not valid JSON"), "malformed", None
+        return "malformed", None, Invalid("malformed_json", "the body is not valid JSON")
     if not isinstance(body, dict) or "returnCode" not in body:
         event(log, logging.WARNING, "notice_not_wechat", order=shown)
-        return 400, _err("not_a_notice", "this is not a WeChat Pay notice"), "not_a_notice", None
+        return "not_a_notice", None, Invalid("not_a_notice", "this is not a WeChat Pay notice")
     if config.current().REQUIRE_WX_SOURCE and not headers.get("X-WX-SOURCE"):
         event(log, logging.WARNING, "notice_not_from_platform", order=shown)
-        return 403, _err("not_from_platform", "callbacks are accepted only through WeChat Cloud Hosting"), \
-            "not_from_platform", None
+        return "not_from_platform", None, Forbidden(
+            "not_from_platform", "callbacks are accepted only through WeChat Cloud Hosting")
 
-    # Read once and detached (recharge._load): the checks below and confirm_paid read its
-    # columns without the commit's expiry sending a SELECT for each look.
-    order = recharge._load(n)
+    # Read once and detached: the checks below and confirm_paid read its columns without
+    # a commit's expiry sending a SELECT for each look.
+    order = state.read_fresh(n)
     if order is None:
         event(log, logging.WARNING, "notice_unknown_order", order=shown)
-        return 200, OK, "unknown_order", None
+        return "unknown_order", None, None
 
     failures = check_notice(order, body)
     if failures:
@@ -129,7 +136,7 @@ def _decide(n, raw_body, headers, record):
         reason = next(k for k in REASON_PRIORITY if k in keys)
         anomalies.flag(n, reason, {k: d for k, _, d in failures})
         db.session.commit()
-        return 200, OK, "rejected", json.dumps([f[0] for f in failures])
+        return "rejected", json.dumps([f[0] for f in failures]), None
 
     if order.payment_status != "unpaid":
         event(log, logging.INFO, "duplicate_notice", "重复的支付通知", order=n, payment=order.payment_status)
@@ -137,15 +144,14 @@ def _decide(n, raw_body, headers, record):
             # Claims it if the first delivery died before claiming; otherwise recharge.py
             # logs already_processing / 订单正在被其他进程处理 (the seed's runbook greps it).
             recharge.recharge_paid_order(n, "callback")
-        return 200, OK, "duplicate", None
+        return "duplicate", None, None
 
     try:
         trade = WeChatClient(config.current()).query_order(n)
     except (WeChatUnavailable, WeChatRejected) as exc:
         event(log, logging.WARNING, "order_query_failed", "无法向微信确认支付，稍后重试", order=n, error=str(exc))
-        return 200, RETRY, "query_failed", str(exc)
-    decision = confirm_paid(order, trade, body.get("transactionId"), "callback", record)
-    return 200, OK, decision, None
+        return "query_failed", str(exc), None
+    return confirm_paid(order, trade, body.get("transactionId"), "callback", record), None, None
 
 
 def check_notice(order, body):
@@ -194,7 +200,7 @@ def confirm_paid(order, trade, transaction_id, actor, record=None):
         # rides in the same transaction (one commit before the operator is called).
         now = utcnow()
         tx = (trade.transaction_id or transaction_id or None) and str(trade.transaction_id or transaction_id)[:64]
-        paid = db.session.connection().execute(_PAID, {"n": n, "now": now, "tx": tx}).rowcount == 1
+        paid = state.mark_paid(n, now, tx)
         if not paid:
             # Already paid. If by this very call (an attempt whose commit went through,
             # its acknowledgement lost), its claim is there under our marker.
@@ -205,7 +211,7 @@ def confirm_paid(order, trade, transaction_id, actor, record=None):
         claim = None
         if paid:
             # The row as this UPDATE left it (locked until the commit): no need to read it.
-            known = Order(**{c.key: getattr(order, c.key) for c in _O.columns})
+            known = Order(**{c.key: getattr(order, c.key) for c in Order.__table__.columns})
             known.payment_status, known.paid_at, known.transaction_id = "paid", now, tx
             known.version += 1
             claim = recharge.claim_in_transaction(n, actor, known=known, marker=marker)
@@ -225,12 +231,6 @@ def confirm_paid(order, trade, transaction_id, actor, record=None):
     return "paid"
 
 
-_O = Order.__table__
-_PAID = (_O.update().where(_O.c.order_number == sa.bindparam("n"), _O.c.payment_status == "unpaid")
-         .values(payment_status="paid", transaction_id=sa.bindparam("tx"), paid_at=sa.bindparam("now"),
-                 updated_at=sa.bindparam("now"), version=_O.c.version + 1))
-
-
 def _attach_order_number(attach):
     if not isinstance(attach, str):
         return None
@@ -247,7 +247,3 @@ def _short(value):
     if not s.isprintable():
         s = s.encode("unicode_escape").decode("ascii")
     return s[:64]
-
-
-def _err(code, message):
-    return {"error": {"code": code, "message": message}}

@@ -1,86 +1,24 @@
-r"""The recharge state machine: the only writer of recharge_status, recharge_at,
-recharged_at, submit_count and (with payments.py) version.
+"""The recharge: claim a paid order, submit it to the operator once, settle the answer.
 
-    pending --claim--> processing --submit--> success
-                                          \-> failed --refund--> (payment) refunded
-                                          \-> unknown --status query--> success | failed
-                                                     \-- not found, >= SWEEP_STUCK_SECONDS
-                                                         after the claim: one resubmit
-
-Every transition is one conditional UPDATE whose rowcount decides, committed before
-anything is sent. The claim is committed before the operator is called, so at most one
-process ever submits an order; a crash after the claim leaves `processing` with
-`recharge_at` set, which the sweep settles through the status query.
+The claim is committed before the operator is called, so at most one process ever
+submits an order; a crash after the claim leaves `processing` with `recharge_at` set,
+which the sweep settles through the status query. The states, the guards and every
+write of them are in state.py; this module decides when each happens.
 """
 import logging
 import secrets
 from datetime import timedelta
 
-import sqlalchemy as sa
-
-from . import anomalies, audit
 from .. import config, database
-from ..shop import phones
 from ..clients import unitel
-from ..clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
 from ..extensions import db
 from ..logs import event
 from ..models import Order
+from ..shop import phones
 from ..timeutil import utcnow
+from . import anomalies, audit, refunds, state
 
 log = logging.getLogger("elife.recharge")
-
-# Reasons set by the machine itself while an answer is unclear; cleared when it settles.
-AUTO_REASONS = ("recharge_unknown",)
-MAX_SUBMITS = 2  # the first, and one resubmit after the operator says it never arrived
-
-
-_O = Order.__table__
-_BY_NUMBER = sa.select(_O).where(_O.c.order_number == sa.bindparam("n"))
-
-
-def _read(order_number):
-    """The order, read in the open transaction, as an Order that no session tracks:
-    nothing about it is written back except by the conditional UPDATEs below."""
-    row = db.session.connection().execute(_BY_NUMBER, {"n": order_number}).mappings().first()
-    return Order(**row) if row is not None else None
-
-
-def _load(order_number):
-    """Read the order and end the transaction, so the next statement sees fresh data
-    (under REPEATABLE READ a re-read in the same transaction would show the old row)."""
-    order = _read(order_number)
-    db.session.commit()
-    return order
-
-
-def _transition(order, expect_statuses, values, extra_where=(), also=None):
-    """One conditional UPDATE from `order.version`; True when this process won.
-
-    `also()` writes in the same transaction first (a submit's answer onto its audit
-    row), committed whichever way the UPDATE goes."""
-    def unit():
-        if also is not None:
-            also()
-        result = db.session.connection().execute(
-            _O.update()
-            .where(_O.c.order_number == order.order_number,
-                   _O.c.version == order.version,
-                   _O.c.recharge_status.in_(expect_statuses),
-                   *extra_where)
-            .values(version=_O.c.version + 1, updated_at=utcnow(), **values))
-        db.session.commit()
-        return result.rowcount
-
-    # Safe to repeat: if a commit's answer was lost, the repeat matches nothing (the
-    # version moved) and we log a lost race; the sweep's status query then settles it.
-    won = database.run_unit(config.current(), unit, "recharge_transition") == 1
-    if won:
-        order.version += 1
-        for k, v in values.items():
-            if not isinstance(v, sa.sql.ClauseElement):
-                setattr(order, k, v)
-    return won
 
 
 # -- entry points -------------------------------------------------------------------------
@@ -121,18 +59,13 @@ def claim_in_transaction(order_number, actor, known=None, marker=None):
 
     Returns (order, audit row id), or None when this process did not win (logged:
     already_processing)."""
-    order = known if known is not None else _read(order_number)
-    while (order is not None and order.payment_status == "paid" and order.recharge_at is None
-           and order.recharge_status == "pending"):
-        now = utcnow()
-        if db.session.connection().execute(_CLAIM, {
-                "n": order_number, "v": order.version, "now": now}).rowcount == 1:
-            order.version += 1
-            order.recharge_status, order.recharge_at, order.submit_count = "processing", now, order.submit_count + 1
+    order = known if known is not None else state.read(order_number)
+    while order is not None and state.claimable(order):
+        if state.claim(order, utcnow()):
             return order, audit.insert_sending(order, "submit", marker)
         if known is None:
             break
-        order, known = _read(order_number), None
+        order, known = state.read(order_number), None
     if order is None:
         event(log, logging.ERROR, "order_missing", order=order_number, actor=actor)
         return None
@@ -151,16 +84,7 @@ def our_claim(order_number, marker):
         return None
     event(log, logging.WARNING, "claim_found_after_retry", order=order_number,
           message="the claim's commit went through though its acknowledgement was lost")
-    return _read(order_number), call_id
-
-
-_CLAIM = (_O.update()
-          .where(_O.c.order_number == sa.bindparam("n"), _O.c.version == sa.bindparam("v"),
-                 _O.c.recharge_status == "pending", _O.c.payment_status == "paid",
-                 _O.c.recharge_at.is_(None))
-          .values(recharge_status="processing", recharge_at=sa.bindparam("now"),
-                  updated_at=sa.bindparam("now"), version=_O.c.version + 1,
-                  submit_count=_O.c.submit_count + 1))
+    return state.read(order_number), call_id
 
 
 def submit_claimed(claim, actor):
@@ -179,8 +103,8 @@ def reconcile(order_number, actor, force=False):
     early resubmit.
     """
     s = config.current()
-    order = _load(order_number)
-    if order is None or order.recharge_status not in ("unknown", "processing"):
+    order = state.read_fresh(order_number)
+    if order is None or not state.awaiting_operator(order):
         return order and order.recharge_status
     age = (utcnow() - order.recharge_at).total_seconds() if order.recharge_at else 0
     stuck = age >= s.SWEEP_STUCK_SECONDS
@@ -201,16 +125,16 @@ def reconcile(order_number, actor, force=False):
     if not stuck:
         event(log, logging.INFO, "not_found_too_soon", order=order_number, actor=actor, age=int(age))
         return order.recharge_status
-    if order.submit_count >= MAX_SUBMITS:
+    if order.submit_count >= state.MAX_SUBMITS:
         # Only a person can decide now; the sweep leaves 'unknown' orders at this count alone,
         # so this flag (and its ERROR line) is written once.
         event(log, logging.ERROR, "operator_lost_request", order=order_number, submits=order.submit_count)
         return _to_unknown(order, "operator_lost_request", actor,
                            f"the operator has no record of {order.submit_count} submits; a person must decide")
     # The one second submit: same request id, only after the operator said it never arrived.
-    won = _transition(order, ("unknown", "processing"),
-                      {"recharge_status": "processing", "submit_count": _O.c.submit_count + 1},
-                      extra_where=(_O.c.submit_count == order.submit_count,))
+    won = state.transition(order, ("unknown", "processing"),
+                           {"recharge_status": "processing", "submit_count": Order.submit_count + 1},
+                           extra_where=(Order.submit_count == order.submit_count,))
     if not won:
         _log_lost_claim(order, actor)
         return None
@@ -228,57 +152,25 @@ def give_up(order_number, actor):
 
     Returns the recharge status it ended in, or None when the order is not such an
     order (or another process settled it first)."""
-    order = _load(order_number)
-    if (order is None or order.payment_status != "paid" or order.recharge_status != "unknown"
-            or order.submit_count < MAX_SUBMITS):
+    order = state.read_fresh(order_number)
+    if order is None or not state.lost_by_operator(order):
         return None
     answer = _ask_status(order, actor)
     if answer.outcome in (unitel.SUCCESS, unitel.FAILED):
         return _settle(order, answer, actor)
     if answer.outcome != unitel.NOT_FOUND:
         return "unknown"  # pending or unclear: the person asks again later
-    won = _transition(order, ("unknown",), {
+    won = state.transition(order, ("unknown",), {
         "recharge_status": "failed",
-        "anomaly_reason": _clear_auto_reason("operator_lost_request")},
-        extra_where=(_O.c.submit_count == order.submit_count,))
+        "anomaly_reason": state.clear_auto_reason("operator_lost_request")},
+        extra_where=(Order.submit_count == order.submit_count,))
     if not won:
         _log_lost_claim(order, actor)
         return None
     event(log, logging.WARNING, "given_up", order=order_number, actor=actor, submits=order.submit_count,
           message="the operator has no record of any submit; recharge failed, refunding")
-    refund(order_number, actor)
+    refunds.refund(order_number, actor)
     return "failed"
-
-
-def refund(order_number, actor):
-    """Refund a `failed` order in full; idempotent (WeChat dedupes on out_refund_no)."""
-    order = _load(order_number)
-    if order is None or order.payment_status != "paid" or order.recharge_status != "failed":
-        return order and order.payment_status
-    try:
-        WeChatClient(config.current()).refund(order_number=order_number, total_fee=order.total_fee,
-                                         reason="top-up failed")
-    except (WeChatUnavailable, WeChatRejected) as exc:
-        audit.record_call(order, "refund", "error", str(exc))
-        anomalies.flag(order_number, "refund_failed", f"{type(exc).__name__}: {exc}")
-        db.session.commit()
-        event(log, logging.ERROR, "refund_failed", order=order_number, actor=actor, error=str(exc))
-        return "paid"
-    audit.record_call(order, "refund", "success", f"refunded {order.total_fee} fen")
-    db.session.commit()
-    now = utcnow()
-    result = db.session.execute(
-        sa.update(Order)
-        .where(Order.order_number == order_number, Order.payment_status == "paid",
-               Order.recharge_status == "failed")
-        .values(payment_status="refunded", refunded_at=now, updated_at=now, version=Order.version + 1,
-                anomaly_reason=sa.case((Order.anomaly_reason == "refund_failed", None),
-                                       else_=Order.anomaly_reason))
-        .execution_options(synchronize_session=False))
-    db.session.commit()
-    if result.rowcount == 1:
-        event(log, logging.INFO, "refunded", order=order_number, actor=actor, total_fee=order.total_fee)
-    return "refunded"
 
 
 # -- inside -------------------------------------------------------------------------------
@@ -312,7 +204,7 @@ def _send(order, call_id, kind, actor):
 def _to_unknown(order, reason, actor, detail):
     """Leave the order 'unknown' and flagged for a person (or for the next status query)."""
     if order.recharge_status == "processing":
-        if not _transition(order, ("processing",), {"recharge_status": "unknown"}):
+        if not state.transition(order, ("processing",), {"recharge_status": "unknown"}):
             _log_lost_claim(order, actor)
             return None
     anomalies.flag(order.order_number, reason, detail)
@@ -321,28 +213,22 @@ def _to_unknown(order, reason, actor, detail):
     return "unknown"
 
 
-def _clear_auto_reason(*also):
-    """The machine's own "answer unclear" flag goes once the answer is clear (a person's
-    flag, or one set by payments.py, stays); so do the reasons in `also`."""
-    return sa.case((_O.c.anomaly_reason.in_((*AUTO_REASONS, *also)), None), else_=_O.c.anomaly_reason)
-
-
 def _settle(order, answer, actor, also=None):
     if answer.outcome == unitel.SUCCESS:
-        won = _transition(order, ("processing", "unknown"), {
+        won = state.transition(order, ("processing", "unknown"), {
             "recharge_status": "success", "recharged_at": utcnow(),
-            "anomaly_reason": _clear_auto_reason()}, also=also)
+            "anomaly_reason": state.clear_auto_reason()}, also=also)
         _log_settle(order, won, "recharge_success", actor)
         return "success" if won else None
     if answer.outcome == unitel.FAILED:
-        won = _transition(order, ("processing", "unknown"), {
-            "recharge_status": "failed", "anomaly_reason": _clear_auto_reason()}, also=also)
+        won = state.transition(order, ("processing", "unknown"), {
+            "recharge_status": "failed", "anomaly_reason": state.clear_auto_reason()}, also=also)
         _log_settle(order, won, "recharge_failed", actor, code=answer.code, reason=answer.message)
         if won:
-            refund(order.order_number, actor)
+            refunds.refund(order.order_number, actor)
         return "failed" if won else None
     # Timeout, dropped connection, 5xx, a code we do not know: maybe done, maybe not.
-    won = _transition(order, ("processing",), {"recharge_status": "unknown"}, also=also)
+    won = state.transition(order, ("processing",), {"recharge_status": "unknown"}, also=also)
     if won:
         anomalies.flag(order.order_number, "recharge_unknown",
                        f"{answer.code} {answer.message}".strip()[:500] or "no answer")

@@ -31,14 +31,14 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from .. import config
-from ..shop import limits
-from . import payments, recharge
-from ..shop.orders import IDEMPOTENCY_TTL
 from ..clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
 from ..extensions import db
 from ..logs import event
 from ..models import IdempotencyKey, Order
+from ..shop import limits
+from ..shop.orders import IDEMPOTENCY_TTL
 from ..timeutil import utcnow
+from . import payments, recharge, refunds, state
 
 log = logging.getLogger("elife.sweep")
 
@@ -73,20 +73,18 @@ def selections(now, s):
     return [
         # Paid money first: nothing sent yet, or not even marked paid.
         # idx_payment_recharge_at (payment_status, recharge_status, recharge_at, id)
-        ("paid_unclaimed", sa.and_(Order.payment_status == "paid", Order.recharge_status == "pending",
-                                   Order.recharge_at.is_(None), Order.paid_at < grace), None),
+        ("paid_unclaimed", sa.and_(state.claimable(Order), Order.paid_at < grace), None),
         # idx_orders_payment_created (payment_status, payment_created_at, id)
         ("lost_callback", sa.and_(Order.payment_status == "unpaid", Order.payment_created_at >= window,
                                   Order.payment_created_at < grace), Order.payment_created_at),
         # idx_payment_recharge_at
-        ("refund_pending", sa.and_(Order.payment_status == "paid", Order.recharge_status == "failed"),
-         Order.recharge_at),
+        ("refund_pending", state.refund_due(Order), Order.recharge_at),
         # Then the unclear ones, once SWEEP_STUCK_SECONDS have passed since the claim;
         # an order the operator lost twice (flagged, or already seen by a person) waits
         # for a person, not for the sweep. After a resubmit that was unclear, keep asking.
         # idx_recharge_status_at_seqid (recharge_status, recharge_at, id)
         ("unknown", sa.and_(Order.recharge_status == "unknown", Order.recharge_at < stuck,
-                            sa.or_(Order.submit_count < recharge.MAX_SUBMITS,
+                            sa.or_(Order.submit_count < state.MAX_SUBMITS,
                                    sa.and_(sa.func.coalesce(Order.anomaly_reason, "") != "operator_lost_request",
                                            Order.resolved_at.is_(None)))), Order.recharge_at),
         ("stuck_processing", sa.and_(Order.recharge_status == "processing", Order.recharge_at < stuck),
@@ -158,7 +156,7 @@ def _handle(selection, number, summary):
             result = recharge.reconcile(number, "sweep")
             _count(summary, result, claimed=_submits(number) > before)
         elif selection == "refund_pending":
-            result = recharge.refund(number, "sweep")
+            result = refunds.refund(number, "sweep")
             _count(summary, "settled" if result == "refunded" else "flagged")
         else:
             _recover_lost_callback(number, summary)
@@ -188,7 +186,7 @@ def _submits(number):
 
 
 def _recover_lost_callback(number, summary):
-    order = recharge._load(number)
+    order = state.read_fresh(number)
     if order is None or order.payment_status != "unpaid":
         summary.skipped += 1
         return

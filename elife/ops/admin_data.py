@@ -3,10 +3,10 @@ Read-only; every list is bounded and walks an index (idx_anomaly_reason, and the
 order_number indexes of the audit tables)."""
 import sqlalchemy as sa
 
-from ..shop import phones
-from ..fulfil import recharge
 from ..extensions import db
+from ..fulfil import state
 from ..models import OperatorCall, Order, OrderEvent, PaymentNotice
+from ..shop import phones
 from ..timeutil import iso
 
 ANOMALY_LIST_LIMIT = 100
@@ -17,7 +17,7 @@ def anomalies(limit=None):
     """Orders with anomaly_reason set, newest first, at most `limit` (ANOMALY_LIST_LIMIT);
     and how many in all."""
     limit = limit or ANOMALY_LIST_LIMIT
-    flagged = Order.anomaly_reason.is_not(None)
+    flagged = state.flagged(Order)
     rows = db.session.execute(
         sa.select(Order.order_number, Order.created_at, Order.phone_number, Order.payment_status,
                   Order.recharge_status, Order.anomaly_reason, Order.total_fee, Order.updated_at)
@@ -64,12 +64,10 @@ def order_detail(order_number):
         "notices": notices,
         "calls": calls,
         "events": events,
-        "canReconcile": order.recharge_status in ("unknown", "processing"),
-        "canRefund": order.payment_status == "paid" and order.recharge_status == "failed",
-        "canResolve": order.anomaly_reason is not None,
-        # The operator lost every allowed submit: only a person may fail and refund it.
-        "canGiveUp": (order.payment_status == "paid" and order.recharge_status == "unknown"
-                      and order.submit_count >= recharge.MAX_SUBMITS),
+        "canReconcile": state.awaiting_operator(order),
+        "canRefund": state.refund_due(order),
+        "canResolve": state.flagged(order),
+        "canGiveUp": state.lost_by_operator(order),
     }
 
 

@@ -1,7 +1,7 @@
 """Abuse limits shared by every worker and host: fixed-window counters in the database.
 
 One atomic upsert per check (`count = count + 1`), so two workers counting the same
-bucket at once never lose a hit. Over the limit: 429 with Retry-After. A limit of 0
+bucket at once never lose a hit. Over the limit: RateLimited, with the seconds until the window ends. A limit of 0
 turns the check off.
 """
 import logging
@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 
 from .. import config
-from ..errors import ApiError
+from ..errors import RateLimited
 from ..extensions import db
 from ..logs import event
 from ..models import RateLimit
@@ -52,12 +52,12 @@ def _count(conn, rows):
 
 def hit_all(subject, windows, commit=True):
     """Count one hit of `subject` in each window [(name, limit, seconds)], checked in
-    order; raise 429 at the first one over its limit. The windows after it are not
+    order; raise RateLimited at the first one over its limit. The windows after it are not
     counted (a customer over the minute limit does not spend the day's).
 
     One statement however many windows (two on MySQL, which lacks RETURNING).
     commit=False leaves the counts in the open transaction for the caller to commit with
-    its own writes (a 429 is committed here all the same: the rejected hit counts)."""
+    its own writes (a rejected hit is committed here all the same: the rejected hit counts)."""
     now = time.time()
     active = []
     for name, limit, seconds in windows:
@@ -80,15 +80,14 @@ def hit_all(subject, windows, commit=True):
             retry_after = max(1, math.ceil(end - now))
             event(log, logging.WARNING, "rate_limited", limit=name, subject=subject,
                   count=counts[bucket], max=limit)
-            raise ApiError(429, "rate_limited",
-                           f"too many requests ({name}); try again in {retry_after} s",
-                           headers={"Retry-After": str(retry_after)})
+            raise RateLimited("rate_limited", f"too many requests ({name}); try again in {retry_after} s",
+                              retry_after=retry_after)
     if commit:
         db.session.commit()
 
 
 def hit(name, subject, limit, window_seconds, commit=True):
-    """Count one hit of `name` for `subject`; raise 429 when over `limit` in the window."""
+    """Count one hit of `name` for `subject`; raise RateLimited when over `limit` in the window."""
     hit_all(subject, [(name, limit, window_seconds)], commit)
 
 

@@ -7,11 +7,11 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from . import catalog, limits, phones
-from ..errors import ApiError
+from ..errors import Conflict, Invalid, NotFound
 from ..extensions import db
 from ..logs import event
 from ..models import IdempotencyKey, Order
-from .pricing import PricingError, checked_rate, price, yuan
+from .pricing import checked_rate, price, yuan
 from ..timeutil import iso, utcnow
 
 log = logging.getLogger("elife.orders")
@@ -25,23 +25,15 @@ def new_order_number():
 
 def create(user, *, phone_number, operator, recharge_type, product_code, idempotency_key=None):
     if operator not in phones.SUPPORTED_OPERATORS:
-        raise ApiError(400, "unsupported_operator", f"we do not sell top-ups for {operator}")
+        raise Invalid("unsupported_operator", f"we do not sell top-ups for {operator}")
     if recharge_type not in catalog.RECHARGE_TYPES:
-        raise ApiError(400, "invalid_recharge_type", "rechargeType must be VOICE or DATA")
-    try:
-        number = phones.check_operator(phone_number, operator)
-    except phones.PhoneError as e:
-        raise ApiError(400, e.code, e.message) from None
+        raise Invalid("invalid_recharge_type", "rechargeType must be VOICE or DATA")
+    number = phones.check_operator(phone_number, operator)
     found = catalog.find_active(operator, recharge_type, product_code)
     if found is None:
-        raise ApiError(400, "unknown_product", "no such product for this operator and type")
+        raise Invalid("unknown_product", "no such product for this operator and type")
     code, price_tg, rate = found
-    try:
-        pr = price(price_tg, checked_rate(rate))
-    except PricingError as e:
-        # No rate is our configuration (503, as GET /products says); a product that
-        # would cost nothing is this product (409).
-        raise ApiError(503 if e.code == "no_exchange_rate" else 409, e.code, e.message) from None
+    pr = price(price_tg, checked_rate(rate))  # PricingError: no rate, or no price for it
 
     # Counts valid creates only. Without a key the counters commit with the order: one
     # commit per order. With one they commit first, as the key's claim may roll back.
@@ -53,7 +45,7 @@ def create(user, *, phone_number, operator, recharge_type, product_code, idempot
             had = (existing.phone_number, existing.product_operator, existing.recharge_type,
                    existing.product_code)
             if asked != had:
-                raise ApiError(422, "idempotency_key_reused",
+                raise Invalid("idempotency_key_reused",
                                "this Idempotency-Key was used for a different order")
             return existing, False
 
@@ -112,7 +104,7 @@ def _claim_idempotency_key(user_id, key):
             row = None
     order = row and row.order_number and db.session.query(Order).filter_by(order_number=row.order_number).one_or_none()
     if not order:
-        raise ApiError(409, "idempotency_key_in_use", "a request with this Idempotency-Key is still running")
+        raise Conflict("idempotency_key_in_use", "a request with this Idempotency-Key is still running")
     event(log, logging.INFO, "idempotent_replay", order=order.order_number)
     return order
 
@@ -120,7 +112,7 @@ def _claim_idempotency_key(user_id, key):
 def get_own(user, order_number):
     order = db.session.query(Order).filter_by(order_number=order_number, user_id=user.id).one_or_none()
     if order is None:
-        raise ApiError(404, "order_not_found", "no such order")
+        raise NotFound("order_not_found", "no such order")
     # Detached: a later commit (the payment's) must not expire it into a re-read.
     db.session.expunge(order)
     return order

@@ -7,6 +7,8 @@ range is a change to OPERATOR_PREFIXES only.
 """
 import re
 
+from ..errors import Invalid
+
 OPERATOR_PREFIXES = {
     "UNITEL": ("80", "86", "88", "89"),
     "MOBICOM": ("94", "95", "99"),
@@ -20,11 +22,8 @@ _SEPARATORS = re.compile(r"[\s\-().]")
 _NATIONAL = re.compile(r"[0-9]{8}")
 
 
-class PhoneError(ValueError):
-    def __init__(self, code, message):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class PhoneError(Invalid):
+    """invalid_phone_number, or phone_operator_mismatch (naming the number's operator)."""
 
 
 def normalize(raw):

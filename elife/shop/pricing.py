@@ -9,17 +9,15 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import sqlalchemy as sa
 
+from ..errors import DomainError
 from ..models import ExchangeRate
 
 RATE_CURRENCY = "MNT_TO_CNY"
 MAX_TOTAL_FEE = 10_000_000  # 100,000 yuan: no top-up costs that; guards a bad rate
 
 
-class PricingError(Exception):
-    def __init__(self, code, message):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class PricingError(DomainError):
+    """price_unavailable (this product) or no_exchange_rate (our configuration)."""
 
 
 @dataclass(frozen=True)

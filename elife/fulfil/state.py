@@ -1,0 +1,169 @@
+r"""An order's state: the guards that say what may happen to it, and the only writes of
+its status columns (payment_status, recharge_status, recharge_at, recharged_at,
+refunded_at, submit_count) and of `version`.
+
+    payment:  unpaid --paid--> paid --refund--> refunded
+    recharge: pending --claim--> processing --submit--> success
+                                            \-> failed   (then the refund)
+                                            \-> unknown --status query--> success | failed
+                                                       \-- not found, >= SWEEP_STUCK_SECONDS
+                                                           after the claim: one resubmit
+
+Every write is one conditional UPDATE whose rowcount decides; the caller commits it.
+A guard is written once and works both ways: on an Order (or a row read as one) it is
+a bool, on the Order class (or a table's columns) it is the SQL condition, so the
+admin page, the state machine and the sweep's selections ask the same question.
+"""
+import sqlalchemy as sa
+
+from .. import config, database
+from ..extensions import db
+from ..models import Order
+from ..timeutil import utcnow
+
+MAX_SUBMITS = 2  # the first, and one resubmit after the operator says it never arrived
+# Reasons set by the machine itself while an answer is unclear; cleared when it settles.
+AUTO_REASONS = ("recharge_unknown",)
+
+_O = Order.__table__
+
+
+# -- guards (use & and |, never `and`/`or`, so that each is also a SQL condition) ------------
+
+def claimable(o):
+    """Paid, and nobody has claimed its recharge yet."""
+    return (o.payment_status == "paid") & (o.recharge_status == "pending") & (o.recharge_at == None)  # noqa: E711
+
+
+def awaiting_operator(o):
+    """Claimed and not settled: the operator's status query may settle it."""
+    return (o.recharge_status == "processing") | (o.recharge_status == "unknown")
+
+
+def refund_due(o):
+    """Paid, and the recharge definitely failed: the customer gets the money back."""
+    return (o.payment_status == "paid") & (o.recharge_status == "failed")
+
+
+def lost_by_operator(o):
+    """Paid, unclear, and every allowed submit spent: only a person may fail and refund it."""
+    return (o.payment_status == "paid") & (o.recharge_status == "unknown") & (o.submit_count >= MAX_SUBMITS)
+
+
+def flagged(o):
+    """A person should look (anomaly_reason set)."""
+    return o.anomaly_reason != None  # noqa: E711
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+_BY_NUMBER = sa.select(_O).where(_O.c.order_number == sa.bindparam("n"))
+
+
+def read(order_number):
+    """The order, read in the open transaction, as an Order that no session tracks:
+    nothing about it is written back except by the conditional UPDATEs below."""
+    row = db.session.connection().execute(_BY_NUMBER, {"n": order_number}).mappings().first()
+    return Order(**row) if row is not None else None
+
+
+def read_fresh(order_number):
+    """read(), then end the transaction, so the next statement sees fresh data (under
+    REPEATABLE READ a re-read in the same transaction would show the old row)."""
+    order = read(order_number)
+    db.session.commit()
+    return order
+
+
+# -- the writes ------------------------------------------------------------------------------
+
+_PAID = (_O.update().where(_O.c.order_number == sa.bindparam("n"), _O.c.payment_status == "unpaid")
+         .values(payment_status="paid", transaction_id=sa.bindparam("tx"), paid_at=sa.bindparam("now"),
+                 updated_at=sa.bindparam("now"), version=_O.c.version + 1))
+
+_CLAIM = (_O.update()
+          .where(_O.c.order_number == sa.bindparam("n"), _O.c.version == sa.bindparam("v"), claimable(_O.c))
+          .values(recharge_status="processing", recharge_at=sa.bindparam("now"),
+                  updated_at=sa.bindparam("now"), version=_O.c.version + 1,
+                  submit_count=_O.c.submit_count + 1))
+
+_PAYMENT_CREATED = (_O.update()
+                    .where(_O.c.order_number == sa.bindparam("n"), _O.c.payment_status == "unpaid")
+                    .values(payment_created_at=sa.bindparam("now"), updated_at=sa.bindparam("now")))
+
+
+def mark_paid(order_number, now, transaction_id):
+    """unpaid -> paid, in the open transaction; True when this call made it paid."""
+    return db.session.connection().execute(
+        _PAID, {"n": order_number, "now": now, "tx": transaction_id}).rowcount == 1
+
+
+def claim(order, now):
+    """pending -> processing from `order.version`, in the open transaction; True when this
+    process won. The caller commits before anything is sent to the operator."""
+    won = db.session.connection().execute(_CLAIM, {"n": order.order_number, "v": order.version,
+                                                   "now": now}).rowcount == 1
+    if won:
+        order.version += 1
+        order.recharge_status, order.recharge_at = "processing", now
+        order.submit_count += 1
+    return won
+
+
+def note_payment_created(order_number):
+    """When WeChat's trade was created: the sweep asks about unpaid orders from then on.
+    Not a state change (no version): the order stays unpaid."""
+    now = utcnow()
+    db.session.connection().execute(_PAYMENT_CREATED, {"n": order_number, "now": now})
+    db.session.commit()
+
+
+def transition(order, expect_statuses, values, extra_where=(), also=None):
+    """One conditional UPDATE of the recharge from `order.version`, committed; True when
+    this process won.
+
+    `also()` writes in the same transaction first (a submit's answer onto its audit
+    row), committed whichever way the UPDATE goes."""
+    def unit():
+        if also is not None:
+            also()
+        result = db.session.connection().execute(
+            _O.update()
+            .where(_O.c.order_number == order.order_number,
+                   _O.c.version == order.version,
+                   _O.c.recharge_status.in_(expect_statuses),
+                   *extra_where)
+            .values(version=_O.c.version + 1, updated_at=utcnow(), **values))
+        db.session.commit()
+        return result.rowcount
+
+    # Safe to repeat: if a commit's answer was lost, the repeat matches nothing (the
+    # version moved) and we log a lost race; the sweep's status query then settles it.
+    won = database.run_unit(config.current(), unit, "recharge_transition") == 1
+    if won:
+        order.version += 1
+        for k, v in values.items():
+            if not isinstance(v, sa.sql.ClauseElement):
+                setattr(order, k, v)
+    return won
+
+
+def mark_refunded(order_number, also_clear=("refund_failed",)):
+    """paid (recharge failed) -> refunded, committed; True when this call made it so.
+    Clears the reasons in `also_clear`: the refund they were about went through."""
+    now = utcnow()
+    result = db.session.connection().execute(
+        _O.update()
+        .where(_O.c.order_number == order_number, refund_due(_O.c))
+        .values(payment_status="refunded", refunded_at=now, updated_at=now, version=_O.c.version + 1,
+                anomaly_reason=sa.case((_O.c.anomaly_reason.in_(also_clear), None),
+                                       else_=_O.c.anomaly_reason)))
+    db.session.commit()
+    return result.rowcount == 1
+
+
+def clear_auto_reason(*also):
+    """For a transition's values: the machine's own "answer unclear" flag goes once the
+    answer is clear (a person's flag, or one set on the payment, stays); so do the
+    reasons in `also`."""
+    return sa.case((_O.c.anomaly_reason.in_((*AUTO_REASONS, *also)), None), else_=_O.c.anomaly_reason)
