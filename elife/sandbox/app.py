@@ -2,7 +2,7 @@
 
 It keeps everything in memory and shares no logic with the service: it speaks the wire
 formats as the real parties would, so the service's clients are exercised for real.
-The sandbox contract (control endpoints, operator modes) is in shared/design.md.
+Its control endpoints and operator modes are described in docs/design.md.
 """
 import hashlib
 import json
