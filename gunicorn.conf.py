@@ -16,15 +16,19 @@ def _env(name, default):
 
 
 bind = f"{_env('HOST', '127.0.0.1')}:{_s.PORT}"
-# Requests mostly wait on the database and on WeChat/Unitel: a few sync workers per core.
+# gthread: threads per worker. A payment notice is answered first and its top-up (up to
+# UNITEL_READ_TIMEOUT, 30 s) runs after, in the same thread, so a few slow operator
+# answers never hold up WeChat or the next customer. Each thread holds at most one
+# database connection at a time: keep threads <= the pool's 5 (database.engine_options).
+worker_class = "gthread"
 workers = int(_env("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 5)))
-threads = int(_env("GUNICORN_THREADS", "1"))
-# Longer than the longest request: a callback is WeChat's order query, perhaps a Unitel
-# login, one submit and perhaps a refund, each bounded by its connect and read timeouts
-# (about 10 s at the worst); 30 s leaves room.
+threads = int(_env("GUNICORN_THREADS", "4"))
+# gthread workers tell the master they are alive from their own loop, so this bounds a
+# stuck worker, not a request: a long top-up in a thread does not trip it.
 timeout = int(_env("GUNICORN_TIMEOUT", "30"))
-# On SIGTERM, finish requests in flight (an operator call among them) before exiting.
-graceful_timeout = 20
+# On SIGTERM, stop accepting and let started top-ups finish: the operator's connect and
+# read timeouts, a WeChat refund after a refusal, and room to spare.
+graceful_timeout = int(_env("GUNICORN_GRACEFUL_TIMEOUT", str(int(_s.UNITEL_CONNECT_TIMEOUT + _s.UNITEL_READ_TIMEOUT) + 15)))
 keepalive = 5
 # Recycle workers now and then so a slow leak never grows without bound.
 max_requests = 5000

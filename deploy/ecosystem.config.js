@@ -14,7 +14,7 @@ module.exports = {
       interpreter: "none",
       env: { ELIFE_ENV: "production" },
       autorestart: true,
-      kill_timeout: 25000, // gunicorn's graceful_timeout is 20 s
+      kill_timeout: 60000, // gunicorn's graceful_timeout: 46 s by default (started top-ups finish)
       max_restarts: 20,
       min_uptime: "10s",
     },

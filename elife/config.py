@@ -75,7 +75,13 @@ class Settings:
     UNITEL_USERNAME: str = _setting("")
     UNITEL_PASSWORD: str = _setting("")
     UNITEL_CONNECT_TIMEOUT: float = _setting(1.0, float)
-    UNITEL_READ_TIMEOUT: float = _setting(2.0, float, "seconds; WeChat query + this stay under 5 s")
+    UNITEL_READ_TIMEOUT: float = _setting(30.0, float, "seconds; the top-up runs after WeChat's answer")
+    RECHARGE_THREADS: int = _setting(32, int, "per worker: top-ups running after WeChat's answer; "
+                                               "0 runs each in its request's thread")
+    BREAKER_FAILURES: int = _setting(5, int, "operator outages in a row that open the breaker")
+    BREAKER_COOLDOWN_SECONDS: int = _setting(60, int, "how long the open breaker refuses orders")
+
+    ORDER_TTL_SECONDS: int = _setting(7200, int, "an unpaid order expires (WeChat's prepay lives 2 h)")
 
     SWEEP_GRACE_SECONDS: int = _setting(60, int)
     SWEEP_STUCK_SECONDS: int = _setting(300, int)

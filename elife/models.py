@@ -15,7 +15,7 @@ def ExactString(length):
     return sa.String(length).with_variant(
         mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb")
 
-PAYMENT_STATUSES = ("unpaid", "paid", "refunded")
+PAYMENT_STATUSES = ("unpaid", "paid", "refunded", "closed")
 RECHARGE_STATUSES = ("pending", "processing", "success", "failed", "unknown")
 
 
@@ -67,6 +67,8 @@ class Order(db.Model):
         sa.Index("idx_orders_created_at", "created_at"),
         sa.Index("idx_orders_payment_created", "payment_status", "payment_created_at", "id"),
         sa.Index("idx_orders_paid_at", "paid_at"),
+        # Sweep: unpaid orders past ORDER_TTL_SECONDS, walked by (created_at, id).
+        sa.Index("idx_orders_payment_status_created", "payment_status", "created_at", "id"),
     )
     id = db.Column(BigId, primary_key=True, autoincrement=True)
     order_number = db.Column(db.String(32), nullable=False)
@@ -97,6 +99,8 @@ class Order(db.Model):
     refunded_at = db.Column(Timestamp)
     resolved_at = db.Column(Timestamp)
     resolved_note = db.Column(db.String(255))
+    # breaker_and_expiry
+    closed_at = db.Column(Timestamp)  # unpaid past ORDER_TTL_SECONDS, closed at WeChat
 
 
 class PaymentNotice(db.Model):
@@ -162,3 +166,12 @@ class RateLimit(db.Model):
     bucket = db.Column(db.String(128), primary_key=True)
     count = db.Column(db.Integer, nullable=False, default=0)
     expires_at = db.Column(Timestamp, nullable=False)
+
+
+class OperatorBreaker(db.Model):
+    """The operator breaker (fulfil/breaker.py): failures in a row, and since when open."""
+    __tablename__ = "operator_breakers"
+    operator = db.Column(db.String(16), primary_key=True)
+    failures = db.Column(db.Integer, nullable=False, default=0)
+    opened_at = db.Column(Timestamp)
+    updated_at = db.Column(Timestamp, nullable=False, default=utcnow)

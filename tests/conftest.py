@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 import sqlalchemy as sa
+from flask.testing import FlaskClient
 
 from elife import create_app
 from elife.config import normalize_database_url
@@ -26,7 +27,7 @@ ON_MYSQL = bool(TEST_DB_URL)
 mysql_only = pytest.mark.skipif(not ON_MYSQL, reason="MariaDB only: set ELIFE_TEST_DATABASE_URL")
 
 # Tables in delete order (children first); alembic_version is never touched.
-TABLES = ("rate_limits", "idempotency_keys", "order_events", "operator_calls", "payment_notices", "orders",
+TABLES = ("operator_breakers", "rate_limits", "idempotency_keys", "order_events", "operator_calls", "payment_notices", "orders",
           "exchange_rates", "products", "users")
 
 
@@ -191,13 +192,27 @@ def clean_database():
             c.execute(sa.text(f"DELETE FROM {t}"))
 
 
+class ServerLikeClient(FlaskClient):
+    """A test client that closes each response once it is read, as a WSGI server does
+    after sending it: work an endpoint runs after its answer (the top-up a payment
+    notice leads to) has run when the call returns."""
+
+    def open(self, *args, **kwargs):
+        kwargs.setdefault("buffered", True)
+        return super().open(*args, **kwargs)
+
+
 @pytest.fixture
 def make_app(migrated, settings_env):
     """Build an app with extra settings; the database is emptied and seeded once."""
     apps = []
 
     def _make(**overrides):
-        app = create_app({**settings_env, **{k: str(v) for k, v in overrides.items()}})
+        # In-process apps top up in the thread that answered (RECHARGE_THREADS=0), so a
+        # test's call returns with the top-up done; gunicorn in the e2e tests uses the pool.
+        app = create_app({**settings_env, "RECHARGE_THREADS": "0",
+                          **{k: str(v) for k, v in overrides.items()}})
+        app.test_client_class = ServerLikeClient
         apps.append(app)
         return app
 
@@ -263,6 +278,22 @@ def order_row(order_number):
                          {"n": order_number}).mappings().one()
 
 
+def wait_settled(order_number, seconds=10):
+    """The order's row once its recharge has settled -- success, unknown, or failed and
+    refunded. WeChat's notice is answered before the top-up runs, so a test that paid
+    through the live service waits for it, as the customer's app polls."""
+    deadline = time.monotonic() + seconds
+    while True:
+        row = order_row(order_number)
+        if row["recharge_status"] in ("success", "unknown") or (
+                row["recharge_status"] == "failed" and row["payment_status"] != "paid"):
+            return row
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{order_number} not settled within {seconds}s: "
+                                 f"{row['payment_status']}/{row['recharge_status']}")
+        time.sleep(0.02)
+
+
 # -- the service under gunicorn ------------------------------------------------------------
 
 class Live:
@@ -306,4 +337,13 @@ def live_server(migrated, settings_env, ports, sandbox_server):
 @pytest.fixture
 def live(live_server, app):
     """The gunicorn service on a clean, seeded database and a reset sandbox."""
-    return live_server
+    yield live_server
+    # Top-ups the service runs after its answers: let them end before the next test
+    # empties the tables under them (a test that leaves one processing on purpose waits 5 s).
+    deadline = time.monotonic() + 5
+    with app.app_context():
+        while time.monotonic() < deadline:
+            with db.engine.connect() as c:
+                if not c.execute(sa.text("SELECT COUNT(*) FROM orders WHERE recharge_status = 'processing'")).scalar():
+                    break
+            time.sleep(0.05)

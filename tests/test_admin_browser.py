@@ -16,7 +16,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from conftest import SEED_ORDER, order_row
+from conftest import SEED_ORDER, order_row, wait_settled
 from elife.extensions import db
 
 CHROMIUM = "/usr/bin/chromium"
@@ -85,7 +85,7 @@ def test_admin_page_in_a_real_browser(live, sandbox, ctx, browser, tmp_path):
     # One order paid and recharged for real, so the success-rate chart has a bar.
     paid = live.new_paid_ready_order(customer, phone="89000001")
     assert sandbox.pay(paid).status_code == 200
-    assert order_row(paid)["recharge_status"] == "success"
+    assert wait_settled(paid)["recharge_status"] == "success"
     wait = WebDriverWait(browser, 15)
 
     # Not logged in: the 401 is the login page. Log in as a person would.

@@ -8,7 +8,7 @@ from elife import create_app
 def test_health_up(client):
     r = client.get("/health")
     assert r.status_code == 200
-    assert r.get_json() == {"status": "ok", "database": "up"}
+    assert r.get_json() == {"status": "ok", "database": "up", "operator": "up"}
 
 
 def test_health_503_when_database_unreachable(settings_env, free_closed_port):

@@ -6,7 +6,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from conftest import order_row
+from conftest import order_row, wait_settled
 from elife.extensions import db
 
 pytestmark = pytest.mark.e2e
@@ -21,6 +21,7 @@ def test_pay_through_the_sandbox(live, sandbox, ctx):
     r = sandbox.pay(n)  # the customer pays; the sandbox delivers the callback to gunicorn
     assert r.status_code == 200, r.text
     assert r.json() == OK
+    wait_settled(n)
     shown = live.get_order(headers, n)
     assert shown["paymentStatus"] == "paid", shown
     assert shown["rechargeStatus"] == "success", shown
@@ -57,7 +58,7 @@ def test_twenty_simultaneous_replays_pay_once(live, sandbox, ctx):
         t.join(30)
 
     assert replies == [(200, OK)] * count, replies
-    row = order_row(n)
+    row = wait_settled(n)
     assert row["payment_status"] == "paid" and row["paid_at"] is not None
     assert row["recharge_status"] == "success"
     assert row["transaction_id"] == notice["body"]["transactionId"]

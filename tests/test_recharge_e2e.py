@@ -16,7 +16,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from conftest import mysql_only, order_row
+from conftest import mysql_only, order_row, wait_settled
 from elife.fulfil import recharge, refunds
 from elife.extensions import db
 from elife.models import Order
@@ -69,7 +69,10 @@ def test_each_operator_mode_ends_in_its_state(live, sandbox, buyer, ctx, mode):
     elapsed = time.monotonic() - started
     assert (r.status_code, r.json()) == (200, OK)
     assert elapsed < 5, "WeChat gives the callback 5 seconds"
+    # Answered with the claim committed; the top-up runs after the answer.
+    assert order_row(n)["recharge_at"] is not None
 
+    wait_settled(n)
     seen = live.get_order(buyer, n)
     assert (seen["paymentStatus"], seen["rechargeStatus"]) == (payment, status)
     row = order_row(n)
@@ -131,6 +134,7 @@ def test_ten_concurrent_deliveries_of_one_paid_notice_submit_once(live, sandbox,
         t.join(30)
     assert errors == []
     assert replies == [(200, OK)] * deliveries
+    wait_settled(n)
     assert [e["requestId"] for e in sandbox.log()] == [n]
     assert live.get_order(buyer, n)["rechargeStatus"] == "success"
     row = order_row(n)
@@ -199,7 +203,8 @@ def test_a_worker_killed_mid_call_leaves_the_order_processing_for_the_sweep(live
     assert row["recharge_at"] is not None and row["submit_count"] == 1
     assert row["recharged_at"] is None and row["refunded_at"] is None
     assert [e["requestId"] for e in sandbox.log()] == [n]
-    # WeChat retries the callback it never got an answer to: turned away, nothing resent.
+    # WeChat had its answer before the submit; a repeat of its notice is turned away and
+    # nothing is resent.
     sandbox.mode("success", msisdn=phone)
     assert deliver(live, sandbox.notice(n)) == (200, OK)
     assert order_row(n)["recharge_status"] == "processing"
@@ -220,6 +225,7 @@ def test_a_worker_killed_mid_call_leaves_the_order_processing_for_the_sweep(live
     # The service serves on.
     other = live.new_paid_ready_order(buyer, phone="89200005")
     assert sandbox.pay(other).json() == OK
+    wait_settled(other)
     assert live.get_order(buyer, other)["rechargeStatus"] == "success"
 
 

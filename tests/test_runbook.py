@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from conftest import ON_MYSQL, REPO
+from conftest import ON_MYSQL, REPO, wait_settled
 
 DOC = REPO / "docs" / "operations.md"
 TAGS = {"runnable", "mysql", "setup"}  # what may follow "bash" in a fence's info string
@@ -122,12 +122,13 @@ def _shown(text, limit=4000):
     return text if len(text) <= limit else "...\n" + text[-limit:]
 
 
-def test_runnable_blocks_run_in_order(doc_blocks, live, sandbox, settings_env, database_url, tmp_path):
+def test_runnable_blocks_run_in_order(doc_blocks, live, sandbox, settings_env, database_url, tmp_path, ctx):
     # An order that was paid and recharged before the runbook starts: the one the
     # troubleshooting cases look at (ORDER=...), as an operator would name a real one.
     headers = live.login("runbook-investigated-order")
     order_number = live.new_paid_ready_order(headers)
     assert sandbox.pay(order_number).json() == {"errcode": 0, "errmsg": "OK"}
+    wait_settled(order_number)
     env = _block_env(settings_env, live, sandbox, tmp_path, order_number, database_url)
 
     runnable = [b for b in doc_blocks if b.runnable]

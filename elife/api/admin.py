@@ -19,7 +19,7 @@ from flask import (Blueprint, g, jsonify, make_response, redirect, render_templa
 
 from ..ops import admin_data, charts, reports
 from . import admin_session
-from ..fulfil import anomalies, audit, recharge, refunds
+from ..fulfil import anomalies, audit, breaker, recharge, refunds
 from ..shop import limits
 from ..errors import DomainError
 from .errors import ApiError, error_response, from_domain
@@ -177,7 +177,9 @@ def index():
     now = utcnow()
     rep = reports.all_reports(hours=hours, days=days, now=now)
     items, total = admin_data.anomalies()
+    status, opened_at, left = breaker.state()
     return render_template("admin/index.html", rep=rep, charts=charts.all_charts(rep, now.date()),
+                           breaker={"state": status, "openedAt": iso(opened_at), "secondsLeft": int(left)},
                            anomalies=items, anomaly_total=total, hours=hours, days=days,
                            message=admin_session.read_message(request.args.get("m")))
 

@@ -1,6 +1,7 @@
 from flask import Blueprint, jsonify
 
 from .. import database
+from ..fulfil import breaker
 
 bp = Blueprint("health", __name__)
 
@@ -11,5 +12,7 @@ def health():
         database.ping()
     except Exception:  # noqa: BLE001 -- any failure means the database is not usable now
         return jsonify({"status": "degraded", "database": "down"}), 503
-    return jsonify({"status": "ok", "database": "up"})
+    # The operator down is not the service down (still 200): new orders wait, paid ones too.
+    operator = "down" if breaker.state()[0] == breaker.OPEN else "up"
+    return jsonify({"status": "ok", "database": "up", "operator": operator})
 

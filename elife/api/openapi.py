@@ -169,7 +169,10 @@ def schemas():
         "Health": {
             "type": "object", "required": ["status", "database"],
             "properties": {"status": {"type": "string", "enum": ["ok", "degraded"]},
-                           "database": {"type": "string", "enum": ["up", "down"]}},
+                           "database": {"type": "string", "enum": ["up", "down"]},
+                           "operator": {"type": "string", "enum": ["up", "down"],
+                                        "description": "down while the operator breaker is open "
+                                                       "(new orders refused); the service is still up"}},
         },
         "LoginRequest": {
             "type": "object", "required": ["code"],
@@ -394,9 +397,11 @@ def build_spec(settings):
                     "422": _error("the Idempotency-Key was used for a different order",
                                   ["idempotency_key_reused"]),
                     **_common(limit, body=True, limited=True),
-                    "503": _error("no exchange rate is configured, or the database is unavailable",
-                                  ["no_exchange_rate", "database_unavailable"],
-                                  _retry_after("with database_unavailable: seconds to wait")),
+                    "503": _error("no exchange rate is configured, the operator is not answering "
+                                  "(its breaker is open), or the database is unavailable",
+                                  ["no_exchange_rate", "operator_unavailable", "database_unavailable"],
+                                  _retry_after("with operator_unavailable or database_unavailable: "
+                                               "seconds to wait")),
                 },
             },
             "get": {
@@ -439,10 +444,15 @@ def build_spec(settings):
                 "400": _error("the body or orderNumber is not acceptable", BODY_ERRORS + FIELD_ERRORS),
                 "401": _error("not logged in", CUSTOMER_401),
                 "404": _error("no such order of the caller's", ["order_not_found"]),
-                "409": _error("the order is already paid or refunded", ["order_already_paid"]),
+                "409": _error("the order is already paid or refunded, or older than its payment "
+                              "window (ORDER_TTL_SECONDS): create a new order",
+                              ["order_already_paid", "order_expired"]),
                 "502": _error("WeChat Pay could not be reached or refused",
                               ["wechat_unavailable", "wechat_rejected"]),
                 **_common(limit, body=True, limited=True),
+                "503": _error("the operator is not answering (its breaker is open), or the database "
+                              "is unavailable", ["operator_unavailable", "database_unavailable"],
+                              _retry_after("seconds to wait before trying again")),
             },
         }},
         "/payment/callback/{orderNumber}": {"post": {

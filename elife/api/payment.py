@@ -1,6 +1,21 @@
 """POST /payment/create, and WeChat's pay notice: answered {"errcode": 0} once it is on
-record (also when it was rejected and flagged), so WeChat stops retrying."""
-from flask import Blueprint, jsonify, request
+record (also when it was rejected and flagged), so WeChat stops retrying.
+
+WeChat gives a notice 5 s; the operator may take 30. So the top-up a notice leads to
+runs after the answer is sent (when the server closes the response), in an app context
+of its own, on the worker's pool of RECHARGE_THREADS threads -- the request's thread is
+free at once for the next notice -- or, with RECHARGE_THREADS=0, in the request's own
+thread. Its claim is committed before the answer, so a worker that dies before or during
+the submit leaves a claimed order that the sweep settles through the status query; on
+SIGTERM the pool finishes what it started (gunicorn's graceful_timeout).
+"""
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from flask import Blueprint, current_app, jsonify, request
+
+from .. import config
 
 from ..shop import limits, orders
 from ..fulfil import payments
@@ -9,6 +24,7 @@ from .errors import from_domain
 from .common import client_ip, json_object, order_number_or_404, string_field
 
 bp = Blueprint("payment", __name__, url_prefix="/payment")
+log = logging.getLogger("elife.payments")
 
 OK = {"errcode": 0, "errmsg": "OK"}
 RETRY = {"errcode": 1, "errmsg": "try again later"}  # anything but errcode 0: WeChat retries
@@ -26,7 +42,39 @@ def create():
 
 @bp.post("/callback/<order_number>")
 def callback(order_number):
-    verdict = payments.handle_callback(order_number, request.get_data(cache=False), request.headers)
+    jobs = []
+    verdict = payments.handle_callback(order_number, request.get_data(cache=False), request.headers,
+                                       later=jobs.append)
     if verdict.refused is not None:
         raise from_domain(verdict.refused)
-    return jsonify(RETRY if verdict.retry_later else OK)
+    resp = jsonify(RETRY if verdict.retry_later else OK)
+    if jobs:
+        app = current_app._get_current_object()
+        threads = config.current().RECHARGE_THREADS
+        if threads > 0:
+            resp.call_on_close(lambda: _pool(threads).submit(_run_after_answer, app, jobs))
+        else:
+            resp.call_on_close(lambda: _run_after_answer(app, jobs))
+    return resp
+
+
+_pools = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(threads):
+    """This process's recharge pool (made on first use: after gunicorn's fork)."""
+    with _pools_lock:
+        pool = _pools.get(threads)
+        if pool is None:
+            pool = _pools[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="recharge")
+        return pool
+
+
+def _run_after_answer(app, jobs):
+    with app.app_context():
+        for job in jobs:
+            try:
+                job()
+            except Exception:  # noqa: BLE001 -- the claim is committed: the sweep finishes it
+                log.exception("event=after_answer_error")

@@ -1,6 +1,6 @@
 """WeChat: code2Session, and WeChat Pay through the Cloud Hosting open API.
 
-Wire facts (developers.weixin.qq.com, wxcloudrun pay/order/unified, query, refund):
+Wire facts (developers.weixin.qq.com, wxcloudrun pay/order/unified, query, close, refund):
 inside the container, `POST http://api.weixin.qq.com/_/pay/<call>` needs no signature;
 bodies are snake_case JSON; answers are `{errcode, errmsg, respdata: {...}}`.
 """
@@ -132,6 +132,27 @@ class WeChatClient:
             total_fee=fee if isinstance(fee, int) and not isinstance(fee, bool) else None,
             transaction_id=resp.get("transaction_id"),
         )
+
+    def close_order(self, order_number):
+        """Close an unpaid trade so that it can no longer be paid. Raises WeChatRejected
+        with code ORDERPAID when the customer paid it after all (then: the order query);
+        a trade WeChat never had (ORDERNOTEXIST) or already closed counts as closed."""
+        try:
+            resp = self._pay("closeorder", {
+                "out_trade_no": order_number,
+                "sub_mch_id": self.s.WECHAT_MCH_ID,
+                "nonce_str": secrets.token_hex(16),
+            })
+        except WeChatRejected as exc:
+            if exc.code in ("ORDERNOTEXIST", "ORDERCLOSED"):
+                return
+            raise
+        if resp.get("return_code") != "SUCCESS":
+            raise WeChatUnavailable(f"close order: {str(resp.get('return_msg'))[:200]}")
+        code = resp.get("err_code")
+        if resp.get("result_code") != "SUCCESS" and code not in ("ORDERNOTEXIST", "ORDERCLOSED"):
+            raise WeChatRejected(code or "close_failed",
+                                 str(resp.get("err_code_des") or "refused")[:200])
 
     def refund(self, *, order_number, total_fee, reason):
         """Refund in full. `out_refund_no` is derived from the order: asking twice is one refund."""

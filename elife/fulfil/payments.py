@@ -8,6 +8,7 @@ the recharge in the same commit; the recharge that follows belongs to recharge.p
 import json
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 import sqlalchemy as sa
 
@@ -18,7 +19,7 @@ from ..extensions import db
 from ..logs import event
 from ..models import Order, PaymentNotice
 from ..timeutil import utcnow
-from . import anomalies, recharge, state
+from . import anomalies, breaker, recharge, state
 
 log = logging.getLogger("elife.payments")
 
@@ -40,6 +41,10 @@ def callback_path(order_number):
 def create_payment(order, openid, client_ip):
     if order.payment_status != "unpaid":
         raise Conflict("order_already_paid", f"this order is already {order.payment_status}")
+    if state.expired(order, utcnow() - timedelta(seconds=config.current().ORDER_TTL_SECONDS)):
+        raise Conflict("order_expired", "this order is older than its payment window; "
+                                        "create a new order")
+    breaker.refuse_if_open(order.product_operator)
     try:
         params = WeChatClient(config.current()).unified_order(
             order_number=order.order_number, total_fee=order.total_fee, openid=openid,
@@ -76,8 +81,12 @@ class NoticeVerdict:
         return self.decision == "query_failed"
 
 
-def handle_callback(url_order_number, raw_body, headers):
-    """Record and decide one notice; a NoticeVerdict. Every notice is recorded, in the transaction of the
+def handle_callback(url_order_number, raw_body, headers, later=None):
+    """Record and decide one notice; a NoticeVerdict.
+
+    WeChat gives a notice 5 s and the operator may take 30: the top-up a notice leads to
+    is handed to `later(job)`, which runs it once the answer is sent (api/payment.py);
+    without `later` it runs here. Every notice is recorded, in the transaction of the
     first thing decided about it (reading its order, or rejecting it), and its decision
     written before the answer: an answer is never sent for a notice not on record."""
     body = raw_body[:NOTICE_BODY_CAP].decode("utf-8", "replace")
@@ -93,7 +102,7 @@ def handle_callback(url_order_number, raw_body, headers):
         db.session.connection().execute(_DECISION, {"notice": notice_id, "d": decision,
                                                     "why": detail and detail[:2000]})
 
-    decision, detail, refused = _decide(url_order_number, raw_body, headers, record)
+    decision, detail, refused = _decide(url_order_number, raw_body, headers, record, later or _now)
     if decision != "paid":  # a paid notice's decision was committed with the payment
         record(decision, detail)
         db.session.commit()
@@ -106,7 +115,11 @@ _DECISION = _N.update().where(_N.c.id == sa.bindparam("notice")).values(
     decision=sa.bindparam("d"), detail=sa.bindparam("why"))
 
 
-def _decide(n, raw_body, headers, record):
+def _now(job):
+    job()
+
+
+def _decide(n, raw_body, headers, record, later):
     shown = _short(n)  # the URL is the caller's: never write it into the log as it is
     try:
         body = json.loads(raw_body)
@@ -143,7 +156,7 @@ def _decide(n, raw_body, headers, record):
         if order.payment_status == "paid":
             # Claims it if the first delivery died before claiming; otherwise recharge.py
             # logs already_processing / 订单正在被其他进程处理 (the seed's runbook greps it).
-            recharge.recharge_paid_order(n, "callback")
+            _claim_then_submit(n, "callback", later)
         return "duplicate", None, None
 
     try:
@@ -151,7 +164,7 @@ def _decide(n, raw_body, headers, record):
     except (WeChatUnavailable, WeChatRejected) as exc:
         event(log, logging.WARNING, "order_query_failed", "无法向微信确认支付，稍后重试", order=n, error=str(exc))
         return "query_failed", str(exc), None
-    return confirm_paid(order, trade, body.get("transactionId"), "callback", record), None, None
+    return confirm_paid(order, trade, body.get("transactionId"), "callback", record, later), None, None
 
 
 def check_notice(order, body):
@@ -177,11 +190,15 @@ def check_notice(order, body):
     return failures
 
 
-def confirm_paid(order, trade, transaction_id, actor, record=None):
+def confirm_paid(order, trade, transaction_id, actor, record=None, later=None):
     """Mark paid if WeChat's order query says so, then recharge. Shared with the sweep.
 
     `order` is as read before the query; `record("paid")`, when given, writes in the
-    transaction that marks it paid (the callback's notice decision)."""
+    transaction that marks it paid (the callback's notice decision). The submit runs
+    through `later` (see handle_callback), or here without it. While the operator's
+    breaker is open the order is marked paid but not claimed: the sweep claims it once
+    the operator answers again (a paid order is never refunded for an outage)."""
+    later = later or _now
     n = order.order_number
     if not trade.paid:
         event(log, logging.WARNING, "payment_unconfirmed", "微信订单查询未确认支付",
@@ -214,7 +231,11 @@ def confirm_paid(order, trade, transaction_id, actor, record=None):
             known = Order(**{c.key: getattr(order, c.key) for c in Order.__table__.columns})
             known.payment_status, known.paid_at, known.transaction_id = "paid", now, tx
             known.version += 1
-            claim = recharge.claim_in_transaction(n, actor, known=known, marker=marker)
+            if breaker.allows_submit():
+                claim = recharge.claim_in_transaction(n, actor, known=known, marker=marker)
+            else:
+                event(log, logging.WARNING, "recharge_deferred", order=n, actor=actor,
+                      message="the operator breaker is open; the sweep delivers it")
             if record is not None:
                 record("paid")
         db.session.commit()
@@ -224,11 +245,21 @@ def confirm_paid(order, trade, transaction_id, actor, record=None):
     paid, claim = database.run_unit(config.current(), mark_paid, "mark_paid")
     if not paid:
         event(log, logging.INFO, "duplicate_notice", "重复的支付通知", order=n, actor=actor)
-        recharge.recharge_paid_order(n, actor)  # the winner claims; this logs already_processing
+        _claim_then_submit(n, actor, later)  # the winner claims; this logs already_processing
         return "duplicate"
     event(log, logging.INFO, "payment_confirmed", order=n, actor=actor, total_fee=order.total_fee)
-    recharge.submit_claimed(claim, actor)
+    if claim is not None:
+        later(lambda: recharge.submit_claimed(claim, actor))
     return "paid"
+
+
+def _claim_then_submit(n, actor, later):
+    """Claim a paid order now (a quick conditional UPDATE); its submit through `later`."""
+    if not breaker.allows_submit():
+        return
+    claim = recharge.claim_paid_order(n, actor)
+    if claim is not None:
+        later(lambda: recharge.submit_claimed(claim, actor))
 
 
 def _attach_order_number(attach):

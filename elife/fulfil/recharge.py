@@ -16,7 +16,7 @@ from ..logs import event
 from ..models import Order
 from ..shop import phones
 from ..timeutil import utcnow
-from . import anomalies, audit, refunds, state
+from . import anomalies, audit, breaker, refunds, state
 
 log = logging.getLogger("elife.recharge")
 
@@ -24,10 +24,14 @@ log = logging.getLogger("elife.recharge")
 # -- entry points -------------------------------------------------------------------------
 
 def recharge_paid_order(order_number, actor):
-    """Claim a paid order and top it up. Called by the sweep, and by the callback for a
-    notice of an order already paid.
+    """Claim a paid order and top it up (the sweep).
 
     Returns the status this call settled it in, or None when it did not claim it."""
+    return submit_claimed(claim_paid_order(order_number, actor), actor)
+
+
+def claim_paid_order(order_number, actor):
+    """The claim in its own committed transaction; as claim_in_transaction returns it."""
     marker = new_claim_marker()
 
     def unit():
@@ -35,7 +39,7 @@ def recharge_paid_order(order_number, actor):
         db.session.commit()
         return claim
 
-    return submit_claimed(database.run_unit(config.current(), unit, "claim"), actor)
+    return database.run_unit(config.current(), unit, "claim")
 
 
 def new_claim_marker():
@@ -177,9 +181,11 @@ def give_up(order_number, actor):
 
 def _ask_status(order, actor):
     """The operator's status query for the order, its audit row committed."""
+    db.session.close()  # no connection held while the operator takes its time
     answer = unitel.UnitelClient(config.current()).status(order.order_number)
     audit.record_answer(order, "status", answer)
     db.session.commit()
+    breaker.record(answer, order.product_operator)
     event(log, logging.INFO, "status_query", order=order.order_number, actor=actor,
           outcome=answer.outcome, code=answer.code)
     return answer
@@ -191,12 +197,16 @@ def _submit(order, kind, actor):
 
 def _send(order, call_id, kind, actor):
     """Send the submit whose audit row `call_id` is committed, then settle its answer."""
+    # The operator may take UNITEL_READ_TIMEOUT (30 s): hold no database connection
+    # meanwhile, or a few slow answers would empty the pool for everyone.
+    db.session.close()
     answer = unitel.UnitelClient(config.current()).submit(
         request_id=order.order_number, msisdn=order.phone_number,
         product_code=order.product_code, recharge_type=order.recharge_type)
     event(log, logging.INFO, "operator_answer", order=order.order_number, kind=kind, actor=actor,
           outcome=answer.outcome, code=answer.code, ms=answer.latency_ms,
           phone=phones.mask(order.phone_number))
+    breaker.record(answer, order.product_operator)
     # The answer goes onto the audit row in the settle's own transaction.
     return _settle(order, answer, actor, also=lambda: audit.record_outcome(call_id, answer))
 

@@ -1,8 +1,9 @@
 r"""An order's state: the guards that say what may happen to it, and the only writes of
 its status columns (payment_status, recharge_status, recharge_at, recharged_at,
-refunded_at, submit_count) and of `version`.
+refunded_at, closed_at, submit_count) and of `version`.
 
     payment:  unpaid --paid--> paid --refund--> refunded
+                    \-- ORDER_TTL_SECONDS unpaid --> closed
     recharge: pending --claim--> processing --submit--> success
                                             \-> failed   (then the refund)
                                             \-> unknown --status query--> success | failed
@@ -48,6 +49,11 @@ def refund_due(o):
 def lost_by_operator(o):
     """Paid, unclear, and every allowed submit spent: only a person may fail and refund it."""
     return (o.payment_status == "paid") & (o.recharge_status == "unknown") & (o.submit_count >= MAX_SUBMITS)
+
+
+def expired(o, created_before):
+    """Unpaid and created before `created_before` (now - ORDER_TTL_SECONDS): no longer payable."""
+    return (o.payment_status == "unpaid") & (o.created_at < created_before)
 
 
 def flagged(o):
@@ -108,6 +114,16 @@ def claim(order, now):
         order.recharge_status, order.recharge_at = "processing", now
         order.submit_count += 1
     return won
+
+
+def mark_closed(order_number, created_before):
+    """unpaid (past its payment window) -> closed, committed; True when this call closed it."""
+    now = utcnow()
+    result = db.session.connection().execute(
+        _O.update().where(_O.c.order_number == order_number, expired(_O.c, created_before))
+        .values(payment_status="closed", closed_at=now, updated_at=now, version=_O.c.version + 1))
+    db.session.commit()
+    return result.rowcount == 1
 
 
 def note_payment_created(order_number):

@@ -10,7 +10,12 @@ others):
   2. unpaid with a payment created in the last SWEEP_UNPAID_WINDOW_SECONDS and older
      than SWEEP_GRACE_SECONDS -> WeChat's order query (a lost callback)
   3. failed but still paid (a refund that did not go through)           -> refund again
-  4. unknown or processing, claimed longer ago than SWEEP_STUCK_SECONDS -> status query
+  4. unpaid past ORDER_TTL_SECONDS                                        -> closed at WeChat
+     (or, if WeChat says the customer paid after all, recovered as paid)
+  5. unknown or processing, claimed longer ago than SWEEP_STUCK_SECONDS -> status query
+
+While the operator breaker is open nothing is claimed or asked of the operator: paid
+orders wait (never refunded for an outage) until it half-opens.
 
 Paid money comes first, so a slow status endpoint during an operator outage cannot use
 up the run's SWEEP_MAX_SECONDS before refunds and lost callbacks are seen to.
@@ -38,7 +43,7 @@ from ..models import IdempotencyKey, Order
 from ..shop import limits
 from ..shop.orders import IDEMPOTENCY_TTL
 from ..timeutil import utcnow
-from . import payments, recharge, refunds, state
+from . import breaker, payments, recharge, refunds, state
 
 log = logging.getLogger("elife.sweep")
 
@@ -70,6 +75,7 @@ def selections(now, s):
     grace = now - timedelta(seconds=s.SWEEP_GRACE_SECONDS)
     stuck = now - timedelta(seconds=s.SWEEP_STUCK_SECONDS)
     window = now - timedelta(seconds=s.SWEEP_UNPAID_WINDOW_SECONDS)
+    ttl = now - timedelta(seconds=s.ORDER_TTL_SECONDS)
     return [
         # Paid money first: nothing sent yet, or not even marked paid.
         # idx_payment_recharge_at (payment_status, recharge_status, recharge_at, id)
@@ -79,6 +85,8 @@ def selections(now, s):
                                   Order.payment_created_at < grace), Order.payment_created_at),
         # idx_payment_recharge_at
         ("refund_pending", state.refund_due(Order), Order.recharge_at),
+        # idx_orders_payment_status_created (payment_status, created_at, id)
+        ("expired_unpaid", state.expired(Order, ttl), Order.created_at),
         # Then the unclear ones, once SWEEP_STUCK_SECONDS have passed since the claim;
         # an order the operator lost twice (flagged, or already seen by a person) waits
         # for a person, not for the sweep. After a resubmit that was unclear, keep asking.
@@ -146,8 +154,14 @@ def run(settings=None):
     return summary
 
 
+OPERATOR_WORK = ("paid_unclaimed", "unknown", "stuck_processing")
+
+
 def _handle(selection, number, summary):
     try:
+        if selection in OPERATOR_WORK and not breaker.allows_submit():
+            summary.skipped += 1  # the operator is down: paid orders wait for it
+            return
         if selection == "paid_unclaimed":
             result = recharge.recharge_paid_order(number, "sweep")
             _count(summary, result, claimed=result is not None)
@@ -158,6 +172,8 @@ def _handle(selection, number, summary):
         elif selection == "refund_pending":
             result = refunds.refund(number, "sweep")
             _count(summary, "settled" if result == "refunded" else "flagged")
+        elif selection == "expired_unpaid":
+            _close_expired(number, summary)
         else:
             _recover_lost_callback(number, summary)
     except Exception:  # noqa: BLE001 -- one bad row must not stop the sweep
@@ -206,6 +222,41 @@ def _recover_lost_callback(number, summary):
         summary.settled += 1
     elif decision == "rejected":
         summary.flagged += 1
+    else:
+        summary.skipped += 1
+
+
+def _close_expired(number, summary):
+    """Close an unpaid order past ORDER_TTL_SECONDS at WeChat, then here. Money WeChat
+    took is always delivered or refunded: if it says the trade is paid (ORDERPAID), the
+    order is recovered as paid instead."""
+    s = config.current()
+    cutoff = utcnow() - timedelta(seconds=s.ORDER_TTL_SECONDS)
+    order = state.read_fresh(number)
+    if order is None or not state.expired(order, cutoff):
+        summary.skipped += 1
+        return
+    # Asked even when we never noted a payment: a /payment/create racing this close may
+    # have made the trade at WeChat a moment ago. A trade WeChat never had is closed.
+    try:
+        WeChatClient(s).close_order(number)
+    except WeChatRejected as exc:
+        if exc.code != "ORDERPAID":
+            event(log, logging.WARNING, "close_order_refused", order=number, code=exc.code, error=str(exc))
+            summary.skipped += 1
+            return
+        event(log, logging.WARNING, "paid_at_close", order=number,
+              message="WeChat says the expired order was paid: recovering it as paid")
+        _recover_lost_callback(number, summary)
+        return
+    except WeChatUnavailable as exc:
+        event(log, logging.WARNING, "close_order_failed", order=number, error=str(exc))
+        summary.skipped += 1
+        return
+    if state.mark_closed(number, cutoff):
+        event(log, logging.INFO, "order_closed", order=number, actor="sweep",
+              message="unpaid past ORDER_TTL_SECONDS; closed")
+        summary.settled += 1
     else:
         summary.skipped += 1
 

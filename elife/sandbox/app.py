@@ -31,6 +31,7 @@ class State:
         self.log = []             # every submit that reached the operator, oldest first
         self.mode = "success"
         self.mode_for = {}        # msisdn -> mode
+        self.delay_for = {}       # msisdn or None (all) -> seconds for `slow`
 
 
 def create_sandbox(settings):
@@ -117,6 +118,22 @@ def create_sandbox(settings):
                     trade_state=trade["state"], total_fee=trade["total_fee"],
                     transaction_id=trade["transaction_id"], attach=trade["attach"])
 
+    @app.post("/wechat/_/pay/closeorder")
+    def closeorder():
+        body, err = pay_body("closeorder")
+        if err:
+            return err
+        with state.lock:
+            trade = state.trades.get(body.get("out_trade_no"))
+            if trade is None:
+                return resp(return_code="SUCCESS", result_code="FAIL", err_code="ORDERNOTEXIST",
+                            err_code_des="order does not exist")
+            if trade["state"] in ("SUCCESS", "REFUND"):
+                return resp(return_code="SUCCESS", result_code="FAIL", err_code="ORDERPAID",
+                            err_code_des="the order is paid")
+            trade["state"] = "CLOSED"
+        return resp(return_code="SUCCESS", result_code="SUCCESS")
+
     @app.post("/wechat/_/pay/refund")
     def refund():
         body, err = pay_body("refund")
@@ -164,6 +181,8 @@ def create_sandbox(settings):
             trade = state.trades.get(out_trade_no)
             if trade is None:
                 return jsonify({"error": {"code": "unknown_trade", "message": "no unified order for it"}}), 404
+            if trade["state"] == "CLOSED":
+                return jsonify({"error": {"code": "trade_closed", "message": "the trade was closed"}}), 409
             if trade["state"] == "NOTPAY":
                 trade["state"] = "SUCCESS"
                 trade["transaction_id"] = "4200" + "".join(secrets.choice("0123456789") for _ in range(24))
@@ -232,7 +251,7 @@ def create_sandbox(settings):
         if mode == "fail":
             return jsonify({"resultCode": "1001", "message": "subscriber not in service", "requestId": rid})
         if mode == "slow":
-            time.sleep(slow_delay)
+            time.sleep(state.delay_for.get(msisdn, state.delay_for.get(None, slow_delay)))
         elif mode == "timeout":
             time.sleep(timeout_delay)
         elif mode == "drop":
@@ -266,11 +285,20 @@ def create_sandbox(settings):
         body = request.get_json(force=True, silent=True)
         if not isinstance(body, dict) or body.get("mode") not in MODES:
             return jsonify({"error": {"code": "invalid_mode", "message": f"mode must be one of {MODES}"}}), 400
+        delay = body.get("delay")
+        if delay is not None and (not isinstance(delay, (int, float)) or isinstance(delay, bool)
+                                  or not 0 <= delay <= 600):
+            return jsonify({"error": {"code": "invalid_delay", "message": "delay: seconds, 0 to 600"}}), 400
+        who = str(body["msisdn"]) if body.get("msisdn") else None
         with state.lock:
-            if body.get("msisdn"):
-                state.mode_for[str(body["msisdn"])] = body["mode"]
+            if who:
+                state.mode_for[who] = body["mode"]
             else:
                 state.mode = body["mode"]
+            if delay is not None:
+                state.delay_for[who] = delay
+            else:
+                state.delay_for.pop(who, None)
         return jsonify({"mode": state.mode, "modeFor": state.mode_for})
 
     return app

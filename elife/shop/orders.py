@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import catalog, limits, phones
 from ..errors import Conflict, Invalid, NotFound
+from ..fulfil import breaker
 from ..extensions import db
 from ..logs import event
 from ..models import IdempotencyKey, Order
@@ -29,6 +30,7 @@ def create(user, *, phone_number, operator, recharge_type, product_code, idempot
     if recharge_type not in catalog.RECHARGE_TYPES:
         raise Invalid("invalid_recharge_type", "rechargeType must be VOICE or DATA")
     number = phones.check_operator(phone_number, operator)
+    breaker.refuse_if_open(operator)  # no money taken for a top-up we cannot deliver now
     found = catalog.find_active(operator, recharge_type, product_code)
     if found is None:
         raise Invalid("unknown_product", "no such product for this operator and type")
