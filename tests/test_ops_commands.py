@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO, free_port
+from conftest import REPO, free_port, mysql_only
 from elife.fulfil.audit import record_call
 from elife.extensions import db
 from elife.models import Order
@@ -53,3 +53,53 @@ def test_incident_scopes_and_finds_a_double_submit(app, ctx, client, customer, o
 def test_incident_rejects_a_bad_time(settings_env, migrated):
     r = _run([sys.executable, "-m", "flask", "elife", "incident", "--since", "yesterday"], settings_env)
     assert r.returncode == 2 and "--since" in r.stderr
+
+
+# -- every command says which database it works on --------------------------------------
+
+def _database_line(stderr):
+    return [ln for ln in stderr.splitlines() if ln.startswith("database: ")]
+
+
+def test_report_json_names_its_database_on_stderr_and_keeps_stdout_json(settings_env, migrated):
+    import json
+
+    import sqlalchemy as sa
+    r = _run([sys.executable, "-m", "flask", "--app", "wsgi", "elife", "report", "--json"], settings_env)
+    assert r.returncode in (0, 2), r.stderr
+    assert "generatedAt" in json.loads(r.stdout)  # nothing else on stdout
+    u = sa.engine.make_url(settings_env["DATABASE_URL"])
+    if u.get_backend_name() == "sqlite":
+        assert _database_line(r.stderr) == [f"database: sqlite {u.database}"]
+    else:
+        assert _database_line(r.stderr) == [
+            f"database: mysql+pymysql {u.username}@{u.host}:{u.port or 3306}/{u.database}"]
+
+
+@mysql_only
+def test_the_database_line_never_shows_the_password(settings_env, migrated):
+    """A real account with a password, as on a server (the test's own, dropped after)."""
+    import json
+    import secrets
+
+    import sqlalchemy as sa
+    u = sa.engine.make_url(settings_env["DATABASE_URL"])
+    user, password = f"elife_pw_{secrets.token_hex(4)}", f"pw-{secrets.token_hex(8)}"
+    admin = sa.create_engine(u)
+    with admin.begin() as c:
+        c.execute(sa.text(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'"))
+        c.execute(sa.text(f"GRANT ALL ON `{u.database}`.* TO '{user}'@'%'"))
+    try:
+        url = u.set(username=user, password=password).render_as_string(hide_password=False)
+        for args in (["elife", "report", "--json"], ["db", "current"]):
+            r = _run([sys.executable, "-m", "flask", "--app", "wsgi", *args], settings_env, DATABASE_URL=url)
+            assert r.returncode in (0, 2), r.stderr
+            assert _database_line(r.stderr) == [
+                f"database: mysql+pymysql {user}@{u.host}:{u.port or 3306}/{u.database}"]
+            assert password not in r.stderr + r.stdout
+        json.loads(_run([sys.executable, "-m", "flask", "--app", "wsgi", "elife", "report", "--json"],
+                        settings_env, DATABASE_URL=url).stdout)
+    finally:
+        with admin.begin() as c:
+            c.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'%'"))
+        admin.dispose()

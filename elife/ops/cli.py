@@ -10,10 +10,11 @@ from .. import config, database
 
 
 class _DatabaseCommands(AppGroup):
-    """Every command of the group works on the database: it waits for it first, as the
-    service does at start (DB_MAX_RETRIES, DB_RETRY_DELAY), and stops with one line if it
-    never answers. Inside the app context, after the options are parsed (so --help and a
-    bad option never wait)."""
+    """Every command of the group works on the database: it says which one (on stderr:
+    stdout is the command's output, `report --json` is piped into other tools), then
+    waits for it, as the service does at start (DB_MAX_RETRIES, DB_RETRY_DELAY), and
+    stops with one line if it never answers. Inside the app context, after the options
+    are parsed (so --help and a bad option never wait)."""
 
     def command(self, *args, **kwargs):
         register = super().command(*args, **kwargs)
@@ -23,6 +24,9 @@ class _DatabaseCommands(AppGroup):
 def _needs_database(f):
     @functools.wraps(f)
     def run(*args, **kwargs):
+        # A sweep without DATABASE_URL would sweep the SQLite file while the service uses
+        # MariaDB: say which database, every time.
+        click.echo(f"database: {database.describe(config.current().DATABASE_URL)}", err=True)
         if not database.wait_for_database(config.current()):
             try:
                 database.ping()  # once more, for the error to show
