@@ -89,6 +89,7 @@ class Settings:
     LIMIT_PAYMENTS_PER_ORDER_HOUR: int = _setting(20, int)
 
     SANDBOX_SERVICE_URL: str = _setting("", doc="where the sandbox delivers callbacks")
+    SANDBOX_STATE_FILE: str = _setting("", doc="where the sandbox keeps its state across restarts")
 
     @property
     def is_production(self):
@@ -134,6 +135,8 @@ def load_settings(overrides=None, environ=None, dotenv_path=None):
             raise ConfigError(f"{f.name}={raw!r} is not a valid {cast.__name__}") from None
     s = Settings(**values)
     _fill_development_defaults(s)
+    # One file per sandbox port, so sandboxes on other ports (tests, the bench) never share one.
+    s.SANDBOX_STATE_FILE = s.SANDBOX_STATE_FILE or str(REPO_ROOT / "instance" / f"sandbox-{s.SANDBOX_PORT}.json")
     s.DATABASE_URL = normalize_database_url(s.DATABASE_URL)
     return s
 

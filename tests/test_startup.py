@@ -57,7 +57,8 @@ def _run_env(tmp_path, **extra):
     env = {k: v for k, v in os.environ.items() if k != "FLASK_RUN_FROM_CLI"}
     env.update({"ELIFE_ENV": "development", "PORT": str(free_port()), "SANDBOX_PORT": str(free_port()),
                 "DATABASE_URL": f"sqlite:///{tmp_path / 'elife.db'}", "LOG_DIR": str(tmp_path / "logs"),
-                "SANDBOX_SERVICE_URL": "", "GUNICORN_ACCESS_LOG": "", "WEB_CONCURRENCY": "1", **extra})
+                "SANDBOX_SERVICE_URL": "", "SANDBOX_STATE_FILE": str(tmp_path / "sandbox.json"),
+                "GUNICORN_ACCESS_LOG": "", "WEB_CONCURRENCY": "1", **extra})
     return env
 
 
