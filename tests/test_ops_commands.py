@@ -1,6 +1,8 @@
-"""The operator's commands: scripts/smoke against a running service, and
-`flask elife incident` answering 'was anything sent to the operator twice?'."""
+"""The operator's commands: scripts/smoke against a running service,
+`flask elife incident` answering 'was anything sent to the operator twice?', the report
+in a terminal, and the database line every command starts with."""
 import os
+import re
 import subprocess
 import sys
 
@@ -103,3 +105,27 @@ def test_the_database_line_never_shows_the_password(settings_env, migrated):
         with admin.begin() as c:
             c.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'%'"))
         admin.dispose()
+
+
+# -- the report in a terminal ----------------------------------------------------------------
+
+def test_report_on_an_empty_database_never_prints_none(app, ctx, client, customer, sandbox, settings_env):
+    r = _run([sys.executable, "-m", "flask", "elife", "report"], settings_env)
+    assert r.returncode == 0, r.stderr
+    assert "None" not in r.stdout
+    assert "success rate: -  (no data: nothing paid in the window)" in r.stdout
+    assert "no data: nothing recharged in the window" in r.stdout
+    assert "oldest paid at: -" in r.stdout
+
+    # One order paid and recharged: the figures are there.
+    n = client.post("/orders", json={"phoneNumber": "88888888", "productOperator": "UNITEL",
+                                     "rechargeType": "VOICE", "productCode": "5000"},
+                    headers=customer).get_json()["orderNumber"]
+    client.post("/payment/create", json={"orderNumber": n}, headers=customer)
+    sandbox.pay(n, notify=False)
+    notice = sandbox.notice(n)
+    client.post(notice["path"], json=notice["body"], headers=notice["headers"])
+    r = _run([sys.executable, "-m", "flask", "elife", "report"], settings_env)
+    assert "None" not in r.stdout and "no data" not in r.stdout
+    assert "success rate: 100.00%" in r.stdout
+    assert re.search(r"paid -> claimed: avg \d+\.\d+ s, max \d+\.\d+ s, min \d+\.\d+ s", r.stdout)
