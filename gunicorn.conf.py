@@ -5,10 +5,19 @@ or .env), so scripts/run, PM2 and systemd all agree. Defaults suit 2 cores.
 """
 import multiprocessing
 import os
+import sys
 
-from elife.config import load_settings
+from elife.config import ConfigError, load_settings
 
-_s = load_settings()  # also loads .env into the environment read below
+try:
+    # The master checks the settings (this also loads .env into the environment read
+    # below) before it forks: workers that exit on them would only be respawned, and PM2
+    # or systemd would show the service online. Exit 3, as gunicorn does for a worker
+    # that cannot boot, so they can tell a configuration error from a crash.
+    _s = load_settings().validate()
+except ConfigError as e:
+    print(f"elife: cannot start: {e}", file=sys.stderr, flush=True)
+    sys.exit(3)
 
 
 def _env(name, default):

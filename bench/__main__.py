@@ -261,6 +261,8 @@ class Bench:
             "PORT": str(self.ports["service"]),
             "SANDBOX_PORT": str(self.ports["sandbox"]),
             "SANDBOX_SERVICE_URL": f"http://127.0.0.1:{self.ports['service']}",
+            # In memory: rewriting its file after every change would be the bench's bottleneck.
+            "SANDBOX_STATE_FILE": ":memory:",
             "SECRET_KEY": "bench-secret-key-not-for-production",
             "ADMIN_TOKEN": "bench-admin-token",
             "WECHAT_API_BASE": f"{sandbox}/wechat",
@@ -395,7 +397,7 @@ class Bench:
             "LOG_DIR=$BENCH_TMP/logs; WEB_CONCURRENCY unset",
             f"{shown} PORT={sp['sandbox']} SANDBOX_PORT={sp['sandbox']} "
             f"SANDBOX_SERVICE_URL={self.service_url} UNITEL_READ_TIMEOUT={SANDBOX_SLOW_READ_TIMEOUT} "
-            f"python -m elife.sandbox",
+            f"SANDBOX_STATE_FILE=:memory: python -m elife.sandbox",
             f"{shown} PORT={sp['service']} SANDBOX_PORT={sp['sandbox']} GUNICORN_ACCESS_LOG= "
             f"gunicorn wsgi:app -c gunicorn.conf.py",
             f"{shown} PORT={sp['ceiling']} GUNICORN_ACCESS_LOG= gunicorn bench.ceiling:app -c gunicorn.conf.py",

@@ -14,6 +14,9 @@ module.exports = {
       interpreter: "none",
       env: { ELIFE_ENV: "production" },
       autorestart: true,
+      // 3: a setting is missing or refused (or a worker cannot boot), 4: the app cannot
+      // be loaded. Restarting changes nothing: stay stopped until someone fixes .env.
+      stop_exit_codes: [3, 4],
       kill_timeout: 60000, // gunicorn's graceful_timeout: 46 s by default (started top-ups finish)
       max_restarts: 20,
       min_uptime: "10s",

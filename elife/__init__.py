@@ -34,7 +34,6 @@ def create_app(config=None):
 
     api.init_app(app)
     cli.register(app)
-
-    with app.app_context():
-        database.wait_for_database(settings)
+    # No wait for the database here: the service (wsgi.py) and the commands that need it
+    # (elife/ops/cli.py) wait themselves; an app built for a test or a tool does not.
     return app

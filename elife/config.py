@@ -95,6 +95,7 @@ class Settings:
     LIMIT_PAYMENTS_PER_ORDER_HOUR: int = _setting(20, int)
 
     SANDBOX_SERVICE_URL: str = _setting("", doc="where the sandbox delivers callbacks")
+    SANDBOX_STATE_FILE: str = _setting("", doc="where the sandbox keeps its state across restarts")
 
     @property
     def is_production(self):
@@ -140,6 +141,8 @@ def load_settings(overrides=None, environ=None, dotenv_path=None):
             raise ConfigError(f"{f.name}={raw!r} is not a valid {cast.__name__}") from None
     s = Settings(**values)
     _fill_development_defaults(s)
+    # One file per sandbox port, so sandboxes on other ports (tests, the bench) never share one.
+    s.SANDBOX_STATE_FILE = s.SANDBOX_STATE_FILE or str(REPO_ROOT / "instance" / f"sandbox-{s.SANDBOX_PORT}.json")
     s.DATABASE_URL = normalize_database_url(s.DATABASE_URL)
     return s
 
@@ -163,12 +166,10 @@ def _fill_development_defaults(s):
     s.SANDBOX_SERVICE_URL = s.SANDBOX_SERVICE_URL or f"http://127.0.0.1:{s.PORT}"
 
 
-if __name__ == "__main__":
-    # python -m elife.config NAME...: settings as shell assignments, so shell scripts read
-    # the same values (environment, .env, defaults) as the service.
-    import shlex
-    import sys
 
-    _s = load_settings()
-    for _name in sys.argv[1:]:
-        print(f"{_name}={shlex.quote(str(getattr(_s, _name)))}")
+def shell_assignments(names, settings=None):
+    """`NAME=value` lines, shell-quoted: what `python -m elife settings NAME...` prints,
+    so shell scripts read the same values (environment, .env, defaults) as the service."""
+    import shlex
+    s = settings or load_settings()
+    return "\n".join(f"{name}={shlex.quote(str(getattr(s, name)))}" for name in names)

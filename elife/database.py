@@ -6,6 +6,7 @@ only by re-running a whole unit of work that is safe to repeat. Everything else 
 at once.
 """
 import logging
+import os
 import random
 import time
 
@@ -29,6 +30,17 @@ TRANSIENT_MYSQL_ERRORS = {
     1020,  # record has changed since last read
     1927,  # connection was killed (MariaDB)
 }
+
+
+def describe(url):
+    """Which database a URL names, never its password: `mysql+pymysql root@127.0.0.1:3306/elife`,
+    `sqlite /srv/elife/instance/elife.db`."""
+    u = sa.engine.make_url(url)
+    if u.get_backend_name() == "sqlite":
+        return f"{u.drivername} {os.path.abspath(u.database) if u.database else ':memory:'}"
+    port = u.port or {"mysql": 3306, "postgresql": 5432}.get(u.get_backend_name())
+    return (f"{u.drivername} {u.username + '@' if u.username else ''}{u.host or 'localhost'}"
+            f"{':' + str(port) if port else ''}/{u.database or ''}")
 
 
 def engine_options(url, connect_timeout=2, recycle=280):

@@ -1,9 +1,12 @@
 import logging
+import sys
 from logging.config import fileConfig
 
 from flask import current_app
 
 from alembic import context
+
+from elife.database import describe
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -33,6 +36,8 @@ def get_engine_url():
 # from myapp import mymodel
 # target_metadata = mymodel.Base.metadata
 config.set_main_option('sqlalchemy.url', get_engine_url())
+# `flask db ...` says which database it changes (stderr: `--sql` prints the SQL on stdout).
+print(f"database: {describe(get_engine().url)}", file=sys.stderr, flush=True)
 target_db = current_app.extensions['migrate'].db
 
 # other values from the config, defined by the needs of env.py,

@@ -105,6 +105,7 @@ def settings_env(database_url, ports, log_dir):
         "PORT": str(ports["service"]),
         "SANDBOX_PORT": str(ports["sandbox"]),
         "SANDBOX_SERVICE_URL": f"http://127.0.0.1:{ports['service']}",
+        "SANDBOX_STATE_FILE": str(log_dir / "sandbox-state.json"),  # never instance/ in the repo
         "LOG_DIR": str(log_dir),
         "LOG_LEVEL": "info",
         "SECRET_KEY": "test-secret",

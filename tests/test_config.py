@@ -19,6 +19,7 @@ def test_sandbox_urls_follow_sandbox_port():
     s = load_settings(environ={"SANDBOX_PORT": "4001", "PORT": "4000"})
     assert s.WECHAT_API_BASE == "http://127.0.0.1:4001/wechat"
     assert s.SANDBOX_SERVICE_URL == "http://127.0.0.1:4000"
+    assert s.SANDBOX_STATE_FILE.endswith("/instance/sandbox-4001.json")  # one file per sandbox port
 
 
 def test_environment_wins_over_dotenv(tmp_path, monkeypatch):

@@ -1,12 +1,16 @@
 """Database faults: transient errors retry the whole unit, others fail at once, and a
 database that is down answers 503 JSON, never a 500."""
+import os
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from conftest import free_port, mysql_only
+from conftest import REPO, free_port, mysql_only
 from elife import create_app, database
 from elife.extensions import db
 
@@ -20,12 +24,27 @@ def test_unreachable_database_is_503_json_not_500(settings_env):
     assert r.headers["Retry-After"]
 
 
-def test_start_up_logs_each_failed_attempt(settings_env, log_dir):
-    create_app({**settings_env, "DB_MAX_RETRIES": "3", "DB_RETRY_DELAY": "10",
+def test_a_worker_logs_each_failed_attempt_at_start(settings_env, tmp_path):
+    """A gunicorn worker imports wsgi: it waits for the database, logging each attempt,
+    and then serves anyway (503 until the database is back)."""
+    env = {k: v for k, v in os.environ.items() if k != "FLASK_RUN_FROM_CLI"}
+    env.update({**settings_env, "LOG_DIR": str(tmp_path), "DB_MAX_RETRIES": "3", "DB_RETRY_DELAY": "10",
                 "DATABASE_URL": f"mysql+pymysql://root@127.0.0.1:{free_port()}/elife"})
-    text = (log_dir / "combined.log").read_text(encoding="utf-8")
+    r = subprocess.run([sys.executable, "-c", "import wsgi"], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "combined.log").read_text(encoding="utf-8")
     for n in (1, 2, 3):
         assert f"数据库连接失败 (尝试 {n}/3)" in text
+
+
+def test_building_an_app_does_not_wait_for_the_database(settings_env, tmp_path):
+    """create_app is what tests and tools build: only the service and the commands wait."""
+    started = time.monotonic()
+    create_app({**settings_env, "LOG_DIR": str(tmp_path), "DB_MAX_RETRIES": "3", "DB_RETRY_DELAY": "2000",
+                "DATABASE_URL": f"mysql+pymysql://root@127.0.0.1:{free_port()}/elife"})
+    assert time.monotonic() - started < 1.5
+    assert "数据库连接失败" not in (tmp_path / "combined.log").read_text(encoding="utf-8")
 
 
 def test_non_transient_errors_are_not_retried(app, ctx):

@@ -1,3 +1,6 @@
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -27,9 +30,17 @@ def free_closed_port():
     return free_port()  # nothing listens there
 
 
-def test_start_up_logs_database_connected(app, log_dir):
-    text = (log_dir / "combined.log").read_text(encoding="utf-8")
-    assert "event=database_connected" in text and "数据库连接成功" in text
+def test_a_worker_logs_database_connected_once_at_start(settings_env, migrated, tmp_path):
+    """What a gunicorn worker does at start: import wsgi. The runbook greps its log for
+    数据库连接成功."""
+    from conftest import REPO
+    env = {k: v for k, v in os.environ.items() if k != "FLASK_RUN_FROM_CLI"}
+    env.update({**settings_env, "LOG_DIR": str(tmp_path)})
+    r = subprocess.run([sys.executable, "-c", "import wsgi"], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "combined.log").read_text(encoding="utf-8")
+    assert text.count("event=database_connected") == 1 and "数据库连接成功" in text
 
 
 def test_unknown_path_is_json_404(client):

@@ -234,10 +234,16 @@ def test_a_killed_sweep_loses_nothing(app, ctx, sandbox, settings_env):
 
 def test_sweep_exits_nonzero_only_when_it_cannot_run(settings_env):
     from conftest import free_port
-    p = _sweep_proc(settings_env, DATABASE_URL=f"mysql+pymysql://root@127.0.0.1:{free_port()}/x",
-                    DB_MAX_RETRIES=1, DB_RETRY_DELAY=0)
+    port = free_port()
+    p = _sweep_proc(settings_env, DATABASE_URL=f"mysql://root:the-password@127.0.0.1:{port}/x",
+                    DB_MAX_RETRIES=2, DB_RETRY_DELAY=0)
     out, err = p.communicate(timeout=60)
-    assert p.returncode == 1 and "could not run" in err
+    assert err.splitlines()[0] == f"database: mysql+pymysql root@127.0.0.1:{port}/x"
+    assert "the-password" not in err
+    # It waited as the service does (each attempt logged), then said it cannot run.
+    assert "数据库连接失败 (尝试 2/2)" in err
+    assert p.returncode == 1 and "sweep: could not run: database unreachable" in err
+    assert out == ""
 
 
 def test_crontab_line_runs_the_sweep_as_cron_would(app, ctx, sandbox, settings_env, tmp_path):

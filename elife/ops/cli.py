@@ -1,11 +1,45 @@
 """The project's own commands: `flask --app wsgi elife <command>` (scripts set FLASK_APP)."""
+import functools
 import json
 import sys
 
 import click
 from flask.cli import AppGroup
 
-elife_cli = AppGroup("elife", help="eLife operations: seed data, the sweep, reports.")
+from .. import config, database
+
+
+class _DatabaseCommands(AppGroup):
+    """Every command of the group works on the database: it says which one (on stderr:
+    stdout is the command's output, `report --json` is piped into other tools), then
+    waits for it, as the service does at start (DB_MAX_RETRIES, DB_RETRY_DELAY), and
+    stops with one line if it never answers. Inside the app context, after the options
+    are parsed (so --help and a bad option never wait)."""
+
+    def command(self, *args, **kwargs):
+        register = super().command(*args, **kwargs)
+        return lambda f: register(_needs_database(f))
+
+
+def _needs_database(f):
+    @functools.wraps(f)
+    def run(*args, **kwargs):
+        # A sweep without DATABASE_URL would sweep the SQLite file while the service uses
+        # MariaDB: say which database, every time.
+        click.echo(f"database: {database.describe(config.current().DATABASE_URL)}", err=True)
+        if not database.wait_for_database(config.current()):
+            try:
+                database.ping()  # once more, for the error to show
+            except Exception as exc:  # noqa: BLE001 -- cannot run at all: say so and fail
+                name = click.get_current_context().info_name
+                click.echo(f"{name}: could not run: database unreachable: "
+                           f"{str(exc).splitlines()[0][:200]}", err=True)
+                sys.exit(1)
+        return f(*args, **kwargs)
+    return run
+
+
+elife_cli = _DatabaseCommands("elife", help="eLife operations: seed data, the sweep, reports.")
 
 
 @elife_cli.command("seed")
@@ -18,13 +52,7 @@ def seed_command():
 @elife_cli.command("sweep")
 def sweep_command():
     """Run the compensation sweep once (what cron runs every minute)."""
-    from .. import database
     from ..fulfil import sweep
-    try:
-        database.ping()
-    except Exception as exc:  # noqa: BLE001 -- cannot run at all: say so and fail
-        click.echo(f"sweep: could not run: database unreachable: {str(exc).splitlines()[0][:200]}", err=True)
-        sys.exit(1)
     click.echo(sweep.run().line())
 
 

@@ -137,20 +137,26 @@ def all_reports(hours=24, days=7, now=None):
     return out
 
 
+def _shown(value, unit=""):
+    """A figure for the terminal: '-' when there is none (Python's None never shows)."""
+    return "-" if value is None else f"{value}{unit}"
+
+
 def as_table(rep):
     """The reports as plain text for a terminal."""
     lines = [f"eLife report at {rep['generatedAt']}"]
     sr = rep["successRate"]
     lines.append(f"\n1. recharge success rate, orders paid in the last {sr['hours']} h "
                  f"({sr['threshold']}){'  ALERT' if sr['alert'] else ''}")
-    lines.append(f"   paid: {sr['paid']}   success rate: {sr['successRate'] or '-'}%")
+    lines.append(f"   paid: {sr['paid']}   success rate: {_shown(sr['successRate'], '%')}"
+                 f"{'' if sr['paid'] else '  (no data: nothing paid in the window)'}")
     for x in sr["byStatus"]:
         lines.append(f"   {x['rechargeStatus']:<11} {x['count']:>8}  {x['percentage']:>6}%")
     an = rep["anomalies"]
     lines.append(f"\n2. anomalies by reason and day, last {an['days']} days "
                  f"({an['threshold']}){'  ALERT' if an['alert'] else ''}")
     for d in an["daily"]:
-        lines.append(f"   {d['date']}  {d['anomalies']} of {d['orders']} orders ({d['rate'] or '-'}%)")
+        lines.append(f"   {d['date']}  {d['anomalies']} of {d['orders']} orders ({_shown(d['rate'], '%')})")
         for x in (i for i in an["items"] if i["date"] == d["date"]):
             lines.append(f"      {x['reason']:<28} {x['count']:>6}")
     if not an["daily"]:
@@ -158,11 +164,16 @@ def as_table(rep):
     dl = rep["delay"]
     lines.append(f"\n3. recharge delay, last {dl['hours']} h, {dl['count']} recharged "
                  f"({dl['threshold']}){'  ALERT' if dl['alert'] else ''}")
-    lines.append(f"   paid -> claimed: avg {dl['avgDelaySec']} s, max {dl['maxDelaySec']} s, min {dl['minDelaySec']} s")
-    lines.append(f"   paid -> success: avg {dl['avgToSuccessSec']} s, max {dl['maxToSuccessSec']} s")
+    if dl["count"]:
+        lines.append(f"   paid -> claimed: avg {_shown(dl['avgDelaySec'], ' s')}, max {_shown(dl['maxDelaySec'], ' s')}, "
+                     f"min {_shown(dl['minDelaySec'], ' s')}")
+        lines.append(f"   paid -> success: avg {_shown(dl['avgToSuccessSec'], ' s')}, "
+                     f"max {_shown(dl['maxToSuccessSec'], ' s')}")
+    else:
+        lines.append("   no data: nothing recharged in the window")
     pc = rep["pending"]
     lines.append(f"\n4. waiting for compensation ({pc['threshold']}){'  ALERT' if pc['alert'] else ''}")
-    lines.append(f"   pending: {pc['pendingCount']}   oldest paid at: {pc['oldestPaidAt'] or '-'}   "
+    lines.append(f"   pending: {pc['pendingCount']}   oldest paid at: {_shown(pc['oldestPaidAt'])}   "
                  f"delay: {pc['delayMinutes']} min   unknown/processing: {pc['unclearCount']}")
     lines.append("\nALERT: a threshold is crossed" if rep["alert"] else "\nall within thresholds")
     return "\n".join(lines)

@@ -19,9 +19,30 @@ def problems():
         if current != head:
             out.append(f"migrations: database is at {current or 'nothing'}, code expects {head} "
                        "(run: flask db upgrade)")
-        for diff in compare_metadata(ctx, db.metadata):
-            out.append(_describe(diff))
+        diffs = compare_metadata(ctx, db.metadata)
+    # Alembic reports an index whose columns (or uniqueness) changed as the database's
+    # removed and the code's added, under one name: say it once, as what it is.
+    indexes = {}  # (table, name) -> {"remove_index": the database's, "add_index": the code's}
+    for diff in diffs:
+        if isinstance(diff, tuple) and diff[0] in ("add_index", "remove_index"):
+            indexes.setdefault((diff[1].table.name, diff[1].name), {})[diff[0]] = diff[1]
+    said = set()
+    for diff in diffs:
+        is_index = isinstance(diff, tuple) and diff[0] in ("add_index", "remove_index")
+        key = (diff[1].table.name, diff[1].name) if is_index else None
+        if key is not None and len(indexes[key]) == 2:
+            if key not in said:
+                said.add(key)
+                out.append(f"index {key[1]} on {key[0]} differs from the code's: database "
+                           f"{_shown(indexes[key]['remove_index'])}, code {_shown(indexes[key]['add_index'])}")
+            continue
+        out.append(_describe(diff))
     return out
+
+
+def _shown(index):
+    cols = ", ".join(getattr(c, "name", str(c)) for c in index.expressions)
+    return f"({cols}){' unique' if index.unique else ''}"
 
 
 _WORDS = {"add": "missing", "remove": "unexpected"}

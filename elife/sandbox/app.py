@@ -1,11 +1,15 @@
 """The sandbox: a fake WeChat (login, Cloud Hosting pay) and a fake Unitel, over real HTTP.
 
-It keeps everything in memory and shares no logic with the service: it speaks the wire
-formats as the real parties would, so the service's clients are exercised for real.
+It shares no logic with the service: it speaks the wire formats as the real parties
+would, so the service's clients are exercised for real. Its state (trades, refunds, the
+top-up log, the modes) is kept in SANDBOX_STATE_FILE, rewritten after every change, so a
+restart does not forget a payment it took while the service's database remembers it;
+login tokens stay in memory (the service logs in again on a 401).
 Its control endpoints and operator modes are described in docs/design.md.
 """
 import hashlib
 import json
+import os
 import secrets
 import socket
 import threading
@@ -18,10 +22,42 @@ MODES = ("success", "fail", "slow", "timeout", "5xx", "unknown", "drop")
 
 
 class State:
-    def __init__(self):
+    KEPT = ("trades", "refunds", "wechat_down", "topups", "log", "mode", "mode_for", "delay_for")
+
+    def __init__(self, path=None):
         self.lock = threading.Lock()
         self.tokens = {}          # token -> expiry (monotonic); kept across resets
+        self.path = path          # None: memory only
         self.reset()
+        self.load()
+
+    def load(self):
+        if not self.path or not os.path.exists(self.path):
+            return
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise RuntimeError(f"cannot read the state file {self.path} ({exc}); "
+                               "delete it to start empty") from None
+        for name in self.KEPT:
+            if name in data:
+                setattr(self, name, data[name])
+        self.wechat_down = set(self.wechat_down)
+
+    def save(self):
+        """After every change, with the lock held. Written whole to a temporary file and
+        renamed over the old one: a sandbox killed at any moment leaves the old state or
+        the new, never half of one."""
+        if not self.path:
+            return
+        data = {name: getattr(self, name) for name in self.KEPT}
+        data["wechat_down"] = sorted(self.wechat_down)
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, ensure_ascii=False)
+        os.replace(tmp, self.path)
 
     def reset(self):
         self.trades = {}          # out_trade_no -> dict
@@ -31,12 +67,13 @@ class State:
         self.log = []             # every submit that reached the operator, oldest first
         self.mode = "success"
         self.mode_for = {}        # msisdn -> mode
-        self.delay_for = {}       # msisdn or None (all) -> seconds for `slow`
+        self.delay_for = {}       # msisdn, or "" for all -> seconds for `slow`
 
 
 def create_sandbox(settings):
     app = Flask("elife.sandbox")
-    state = State()
+    path = settings.SANDBOX_STATE_FILE
+    state = State(None if path in ("", ":memory:") else path)
     app.config["STATE"] = state
     slow_delay = settings.UNITEL_READ_TIMEOUT / 3
     timeout_delay = settings.UNITEL_READ_TIMEOUT + 1.0
@@ -48,6 +85,7 @@ def create_sandbox(settings):
     def reset():
         with state.lock:
             state.reset()
+            state.save()
         return jsonify({"ok": True})
 
     @app.get("/_health")
@@ -99,6 +137,7 @@ def create_sandbox(settings):
                     "sub_mch_id": body.get("sub_mch_id"), "state": "NOTPAY", "transaction_id": None,
                     "prepay_id": "wx" + secrets.token_hex(14),
                 }
+                state.save()
         nonce = secrets.token_hex(8)
         return resp(return_code="SUCCESS", result_code="SUCCESS", prepay_id=trade["prepay_id"], payment={
             "appId": "wxsandbox000000000", "timeStamp": str(int(time.time())), "nonceStr": nonce,
@@ -132,6 +171,7 @@ def create_sandbox(settings):
                 return resp(return_code="SUCCESS", result_code="FAIL", err_code="ORDERPAID",
                             err_code_des="the order is paid")
             trade["state"] = "CLOSED"
+            state.save()
         return resp(return_code="SUCCESS", result_code="SUCCESS")
 
     @app.post("/wechat/_/pay/refund")
@@ -153,6 +193,7 @@ def create_sandbox(settings):
                                               "refund_id": "5030" + secrets.token_hex(12), "requests": 0})
             r["requests"] += 1
             trade["state"] = "REFUND"
+            state.save()
         return resp(return_code="SUCCESS", result_code="SUCCESS", out_trade_no=r["out_trade_no"],
                     out_refund_no=no, refund_id=r["refund_id"], refund_fee=r["refund_fee"])
 
@@ -186,6 +227,7 @@ def create_sandbox(settings):
             if trade["state"] == "NOTPAY":
                 trade["state"] = "SUCCESS"
                 trade["transaction_id"] = "4200" + "".join(secrets.choice("0123456789") for _ in range(24))
+                state.save()
         notice = notice_for(trade)
         if opts.get("notify", True) is False:
             return jsonify({"paid": True, "notified": False})
@@ -213,6 +255,7 @@ def create_sandbox(settings):
         calls = body.get("calls", [])
         with state.lock:
             state.wechat_down = set(calls) if isinstance(calls, list) else set()
+            state.save()
         return jsonify({"down": sorted(state.wechat_down)})
 
     # -- Unitel ----------------------------------------------------------------------
@@ -243,15 +286,18 @@ def create_sandbox(settings):
             state.log.append({"requestId": rid, "msisdn": msisdn, "productCode": body.get("productCode"),
                               "rechargeType": body.get("rechargeType"), "mode": mode,
                               "at": time.time()})
-            if rid in state.topups:
-                return jsonify({"resultCode": "1009", "message": "duplicate requestId", "requestId": rid})
-            done = mode != "fail"
-            state.topups[rid] = {"status": "SUCCESS" if done else "FAILED",
-                                 "resultCode": "0000" if done else "1001"}
+            duplicate = rid in state.topups
+            if not duplicate:
+                done = mode != "fail"
+                state.topups[rid] = {"status": "SUCCESS" if done else "FAILED",
+                                     "resultCode": "0000" if done else "1001"}
+            state.save()
+        if duplicate:
+            return jsonify({"resultCode": "1009", "message": "duplicate requestId", "requestId": rid})
         if mode == "fail":
             return jsonify({"resultCode": "1001", "message": "subscriber not in service", "requestId": rid})
         if mode == "slow":
-            time.sleep(state.delay_for.get(msisdn, state.delay_for.get(None, slow_delay)))
+            time.sleep(state.delay_for.get(msisdn, state.delay_for.get("", slow_delay)))
         elif mode == "timeout":
             time.sleep(timeout_delay)
         elif mode == "drop":
@@ -296,9 +342,10 @@ def create_sandbox(settings):
             else:
                 state.mode = body["mode"]
             if delay is not None:
-                state.delay_for[who] = delay
+                state.delay_for[who or ""] = delay
             else:
-                state.delay_for.pop(who, None)
+                state.delay_for.pop(who or "", None)
+            state.save()
         return jsonify({"mode": state.mode, "modeFor": state.mode_for})
 
     return app

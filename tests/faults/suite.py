@@ -121,6 +121,7 @@ class Run:
             "PORT": str(self.service_port),
             "SANDBOX_PORT": str(self.sandbox_port),
             "SANDBOX_SERVICE_URL": f"http://127.0.0.1:{self.service_port}",
+            "SANDBOX_STATE_FILE": str(self.tmp / "sandbox-state.json"),
             "WECHAT_API_BASE": f"http://127.0.0.1:{self.sandbox_port}/wechat",
             "UNITEL_API_URL": f"http://127.0.0.1:{self.opp.port}/unitel",
             "UNITEL_USERNAME": "faults", "UNITEL_PASSWORD": "faults",
