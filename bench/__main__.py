@@ -38,10 +38,10 @@ LUA = REPO / "bench" / "lua"
 
 FULL = dict(mode="full", rounds=2, warmup=3, seconds=12, threads=1, conns=10, users=1000, callback_n=1000,
             callback_warm=40, callback_max_s=120, burst=50, due=1000, small=10_000, big=1_000_000,
-            bulk_users=10_000, sweep_repeats=3)
+            bulk_users=10_000, sweep_repeats=3, slow_n=100, slow_delay=3.0)
 QUICK = dict(mode="quick", rounds=1, warmup=1, seconds=2, threads=1, conns=10, users=200, callback_n=100,
              callback_warm=10, callback_max_s=30, burst=50, due=100, small=1_000, big=10_000,
-             bulk_users=1_000, sweep_repeats=1)
+             bulk_users=1_000, sweep_repeats=1, slow_n=100, slow_delay=3.0)
 
 ORDER_BODY = {"phoneNumber": "88888888", "productOperator": "UNITEL", "rechargeType": "VOICE",
               "productCode": "5000"}
@@ -334,7 +334,9 @@ class Bench:
 
         from elife import create_app
         from elife.ops.seed import seed
-        self.app = create_app()
+        # In-process, the top-up runs in the answering thread (RECHARGE_THREADS=0) when the
+        # response is closed (buffered=True below): the callback's statements are all captured.
+        self.app = create_app({"RECHARGE_THREADS": "0"})
         import logging
         root = logging.getLogger("elife")
         for h in list(root.handlers):  # keep the log files, not the console copy
@@ -555,6 +557,7 @@ class Bench:
         for t in threads:
             t.join()
         self.sandbox_mode("success")
+        self.wait_settled(numbers)  # the top-ups run after the answers
         with self.app.app_context():
             rows = self.db.session.execute(sa.text(
                 "SELECT order_number, recharge_status, paid_at, recharge_at, recharged_at, "
@@ -576,6 +579,76 @@ class Bench:
             "n": n, "success": len(ok), "statuses": sorted({r["recharge_status"] for r in rows}),
             "http": sorted({a[2] for a in answers.values()}),
             "to_claim": stats(to_claim), "to_success": stats(to_success), "from_payment": stats(e2e),
+        }
+
+    def wait_settled(self, numbers, seconds=60):
+        """Until none of these orders is pending or processing (the top-ups run after
+        WeChat's answer), `seconds` at most."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            with self.app.app_context():
+                left = self.db.session.execute(sa.text(
+                    "SELECT COUNT(*) FROM orders WHERE order_number IN :ns "
+                    "AND recharge_status IN ('pending', 'processing')")
+                    .bindparams(sa.bindparam("ns", expanding=True)), {"ns": numbers}).scalar()
+                self.db.session.commit()
+            if not left:
+                return
+            time.sleep(0.1)
+
+    # -- 2b. a slow operator ---------------------------------------------------------------
+    def section_slow_operator(self):
+        """WeChat's notices answered at once while the operator takes seconds: the top-up
+        runs after the answer (issue 14)."""
+        c = self.cfg
+        n, delay = c["slow_n"], c["slow_delay"]
+        say(f"{n} payments at once, operator answering in {delay:g} s")
+        uids = [(i % c["users"]) + 1 for i in range(n)]
+        with ThreadPoolExecutor(8) as ex:
+            numbers = list(ex.map(self.api_order, uids))
+            list(ex.map(lambda a: self.api_create_payment(*a), zip(uids, numbers)))
+            notices = list(ex.map(self.sandbox_paid_notice, numbers))
+        requests.post(f"{self.sandbox_url}/unitel/_mode", json={"mode": "slow", "delay": delay},
+                      timeout=10).raise_for_status()
+        barrier = threading.Barrier(n)
+        answers = {}
+
+        def deliver(notice):
+            s = requests.Session()
+            body = json.dumps(notice["body"])
+            barrier.wait()
+            t = time.time()
+            r = s.post(self.service_url + notice["path"], data=body, headers=notice["headers"], timeout=60)
+            answers[notice["body"]["outTradeNo"]] = (t, time.time(), r.status_code, r.text)
+
+        threads = [threading.Thread(target=deliver, args=(nt,)) for nt in notices]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        fired = min(a[0] for a in answers.values())
+        self.wait_settled(numbers, seconds=60 + delay)
+        self.sandbox_mode("success")
+        with self.app.app_context():
+            rows = self.db.session.execute(sa.text(
+                "SELECT order_number, recharge_status, recharged_at FROM orders WHERE order_number IN :ns")
+                .bindparams(sa.bindparam("ns", expanding=True)), {"ns": numbers}).mappings().all()
+            self.db.session.commit()
+        log = requests.get(f"{self.sandbox_url}/unitel/_log", timeout=30).json()
+        mine = set(numbers)
+        sent = [e for e in log if e.get("requestId") in mine]
+        waits = [r["recharged_at"].replace(tzinfo=timezone.utc).timestamp() - fired
+                 for r in rows if r["recharge_status"] == "success"]
+        answer_s = [a[1] - a[0] for a in answers.values()]
+
+        def stats(vals):
+            return {"p50": pct(vals, 50), "p99": pct(vals, 99), "max": max(vals)} if vals else None
+        self.results["slow_operator"] = {
+            "n": n, "delay": delay, "answer": stats(answer_s), "over_5s": sum(1 for v in answer_s if v > 5),
+            "http": sorted({a[2] for a in answers.values()}),
+            "ok_replies": sum(1 for a in answers.values() if a[2] == 200 and '"errcode":0' in a[3].replace(" ", "")),
+            "wait": stats(waits), "success": len(waits), "topups": len(sent),
+            "topup_orders": len({e["requestId"] for e in sent}),
         }
 
     # -- 5. memory -----------------------------------------------------------------------
@@ -611,11 +684,11 @@ class Bench:
             product_code, product_price_tg, product_price_rmb, total_fee, exchange_rate,
             payment_status, recharge_status, transaction_id, paid_at, recharge_at, recharged_at,
             refunded_at, payment_created_at, anomaly_reason, created_at, updated_at, version,
-            submit_count)
+            submit_count, closed_at)
         SELECT CONCAT('ORD', LPAD(seq, 20, '0')), {ub} + seq % {nu},
             CONCAT('88', LPAD(seq % 1000000, 6, '0')), 'UNITEL', 'VOICE', '5000', 5000, 10.50, 1050,
             0.00210000,
-            CASE WHEN due THEN 'paid' WHEN seq % 20 = 0 THEN 'unpaid' WHEN seq % 97 = 0 THEN 'refunded'
+            CASE WHEN due THEN 'paid' WHEN seq % 20 = 0 THEN 'closed' WHEN seq % 97 = 0 THEN 'refunded'
                  ELSE 'paid' END,
             CASE WHEN due OR seq % 20 = 0 THEN 'pending' WHEN seq % 97 = 0 THEN 'failed'
                  ELSE 'success' END,
@@ -628,7 +701,8 @@ class Bench:
             CASE WHEN seq % 1000 = 0 AND NOT due THEN 'amount_mismatch' END,
             c, c + INTERVAL 61 SECOND,
             CASE WHEN due THEN 1 WHEN seq % 20 = 0 THEN 0 WHEN seq % 97 = 0 THEN 5 ELSE 4 END,
-            CASE WHEN due OR seq % 20 = 0 THEN 0 ELSE 1 END
+            CASE WHEN due OR seq % 20 = 0 THEN 0 ELSE 1 END,
+            CASE WHEN seq % 20 = 0 AND NOT due THEN c + INTERVAL 7300 SECOND END
         FROM (SELECT seq, seq > {rows} - {due} AS due,
                      CASE WHEN seq > {rows} - {due} THEN UTC_TIMESTAMP(3) - INTERVAL 11 MINUTE
                           ELSE UTC_TIMESTAMP(3) - INTERVAL (86400 + ({rows} - seq) * 31449600 DIV {rows}) SECOND
@@ -715,11 +789,16 @@ class Bench:
         cap = self.capture  # holds the last big sweep's statements
         app = self.app
         with app.app_context():
+            # An abandoned order of the history, made a fresh unpaid one (the history's
+            # abandoned orders were closed after ORDER_TTL_SECONDS, as the sweep does).
             row = self.db.session.execute(sa.text(
-                "SELECT order_number, user_id FROM orders WHERE payment_status='unpaid' "
+                "SELECT id, order_number, user_id FROM orders WHERE payment_status='closed' "
                 "AND anomaly_reason IS NULL ORDER BY id DESC LIMIT 1")).one()
+            self.db.session.execute(sa.text(
+                "UPDATE orders SET payment_status='unpaid', closed_at=NULL, created_at=UTC_TIMESTAMP(3), "
+                "version=0 WHERE id = :id"), {"id": row.id})
             self.db.session.commit()
-        n, uid = row
+        _, n, uid = row
         client = app.test_client()
         with app.test_request_context():
             token = issue_token(SimpleNamespace(id=uid, openid=f"bulk-{uid - self.BULK_USER_BASE + 1}"))[0]
@@ -730,7 +809,8 @@ class Bench:
         notice = self.sandbox_paid_notice(n)
         with app.app_context():
             with cap.recording("callback"):
-                r = client.post(notice["path"], data=json.dumps(notice["body"]), headers=notice["headers"])
+                r = client.post(notice["path"], data=json.dumps(notice["body"]), headers=notice["headers"],
+                                buffered=True)
                 assert r.status_code == 200, r.get_data(as_text=True)
             with cap.recording("order list"):
                 r = client.get("/orders", headers=auth)
@@ -785,6 +865,8 @@ class Bench:
             self.check_mariadb("1")
             self.section_burst()
             self.check_mariadb("2")
+            self.section_slow_operator()
+            self.check_mariadb("2b")
             self.section_memory()
             say("EXPLAIN and the sweep: stopping the gunicorns")
             self.procs.stop("service")

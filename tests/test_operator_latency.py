@@ -241,9 +241,7 @@ def test_the_breaker_opens_everywhere_half_opens_and_closes(settings_env, make_a
 def test_while_open_a_paid_order_waits_unclaimed_and_the_sweep_delivers_it(make_app, app, sandbox, ctx):
     app = make_app(BREAKER_FAILURES="2", BREAKER_COOLDOWN_SECONDS="60")
     client = app.test_client()
-    buyer = login_as(client, "breaker-waits")
-    n = client.post("/orders", json=SEED_ORDER, headers=buyer).get_json()["orderNumber"]
-    assert client.post("/payment/create", json={"orderNumber": n}, headers=buyer).status_code == 200
+    buyer, n = order_with_payment(client, "breaker-waits")
     with app.app_context():
         open_breaker(app)
     assert sandbox.pay(n, notify=False).status_code == 200
@@ -292,9 +290,7 @@ def test_a_definite_refusal_does_not_count_and_a_success_resets_the_count(make_a
 def test_an_expired_order_is_409_and_closed_by_the_sweep(make_app, app, sandbox, ctx):
     app = make_app(ORDER_TTL_SECONDS="7200")
     client = app.test_client()
-    buyer = login_as(client, "expiry-buyer")
-    n = client.post("/orders", json=SEED_ORDER, headers=buyer).get_json()["orderNumber"]
-    assert client.post("/payment/create", json={"orderNumber": n}, headers=buyer).status_code == 200
+    buyer, n = order_with_payment(client, "expiry-buyer")
     never_paid = client.post("/orders", json=SEED_ORDER, headers=buyer).get_json()["orderNumber"]
     age_created(n, 7201)
     age_created(never_paid, 7201)
@@ -315,9 +311,7 @@ def test_an_expired_order_is_409_and_closed_by_the_sweep(make_app, app, sandbox,
 def test_an_expired_order_wechat_took_money_for_is_delivered_not_closed(make_app, app, sandbox, ctx):
     app = make_app(ORDER_TTL_SECONDS="7200", SWEEP_UNPAID_WINDOW_SECONDS="7200")
     client = app.test_client()
-    buyer = login_as(client, "expiry-paid")
-    n = client.post("/orders", json=SEED_ORDER, headers=buyer).get_json()["orderNumber"]
-    assert client.post("/payment/create", json={"orderNumber": n}, headers=buyer).status_code == 200
+    buyer, n = order_with_payment(client, "expiry-paid")
     assert sandbox.pay(n, notify=False).status_code == 200  # paid; the notice lost
     # Older than the TTL, and than the lost-callback window: only the close can find it.
     age_created(n, 3 * 7200)
@@ -337,6 +331,14 @@ def test_an_expired_order_wechat_took_money_for_is_delivered_not_closed(make_app
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+def order_with_payment(client, code):
+    """A customer's order with its WeChat trade created (in-process)."""
+    buyer = login_as(client, code)
+    n = client.post("/orders", json=SEED_ORDER, headers=buyer).get_json()["orderNumber"]
+    assert client.post("/payment/create", json={"orderNumber": n}, headers=buyer).status_code == 200
+    return buyer, n
+
 
 def login_as(client, code):
     r = client.post("/auth/login", json={"code": code})
