@@ -330,6 +330,23 @@ def test_an_expired_order_wechat_took_money_for_is_delivered_not_closed(make_app
     assert order_row(n)["payment_status"] == "paid"
 
 
+def test_a_notice_for_a_closed_order_wechat_was_paid_for_is_flagged_not_recharged(make_app, app, sandbox, ctx):
+    app = make_app()
+    client = app.test_client()
+    buyer, n = order_with_payment(client, "closed-then-paid")
+    assert sandbox.pay(n, notify=False).status_code == 200
+    with db.engine.begin() as c:  # closed here as the customer paid there (the race the close guards)
+        c.execute(sa.update(Order).where(Order.order_number == n)
+                  .values(payment_status="closed", closed_at=utcnow()))
+    notice = sandbox.notice(n)
+    r = client.post(notice["path"], headers=notice["headers"], data=json.dumps(notice["body"]))
+    assert (r.status_code, r.get_json()) == (200, OK)
+    row = order_row(n)
+    assert (row["payment_status"], row["recharge_status"], row["anomaly_reason"]) == (
+        "closed", "pending", "paid_after_close")
+    assert sandbox.log() == []
+
+
 # -- helpers -------------------------------------------------------------------------------------
 
 def order_with_payment(client, code):

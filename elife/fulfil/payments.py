@@ -151,6 +151,8 @@ def _decide(n, raw_body, headers, record, later):
         db.session.commit()
         return "rejected", json.dumps([f[0] for f in failures]), None
 
+    if order.payment_status == "closed":
+        return _notice_for_closed(order), None, None
     if order.payment_status != "unpaid":
         event(log, logging.INFO, "duplicate_notice", "重复的支付通知", order=n, payment=order.payment_status)
         if order.payment_status == "paid":
@@ -165,6 +167,27 @@ def _decide(n, raw_body, headers, record, later):
         event(log, logging.WARNING, "order_query_failed", "无法向微信确认支付，稍后重试", order=n, error=str(exc))
         return "query_failed", str(exc), None
     return confirm_paid(order, trade, body.get("transactionId"), "callback", record, later), None, None
+
+
+def _notice_for_closed(order):
+    """A notice for an order closed after ORDER_TTL_SECONDS (WeChat closed the trade first,
+    so none should come). If WeChat's order query says the customer paid all the same,
+    the money must be delivered or refunded by a person: flagged, never recharged here."""
+    n = order.order_number
+    try:
+        trade = WeChatClient(config.current()).query_order(n)
+    except (WeChatUnavailable, WeChatRejected) as exc:
+        event(log, logging.WARNING, "order_query_failed", order=n, error=str(exc))
+        return "query_failed"
+    if not trade.paid:
+        event(log, logging.WARNING, "payment_unconfirmed", "微信订单查询未确认支付", order=n,
+              trade_state=trade.state, payment="closed")
+        return "unconfirmed"
+    event(log, logging.ERROR, "paid_after_close", order=n, total_fee=trade.total_fee,
+          message="WeChat took the money for an order closed after its payment window: deliver or refund it")
+    anomalies.flag(n, "paid_after_close", {"transactionId": trade.transaction_id, "totalFee": trade.total_fee})
+    db.session.commit()
+    return "paid_after_close"
 
 
 def check_notice(order, body):
