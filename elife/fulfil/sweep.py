@@ -12,6 +12,10 @@ others):
   3. failed but still paid (a refund that did not go through)           -> refund again
   4. unknown or processing, claimed longer ago than SWEEP_STUCK_SECONDS -> status query
 
+Without a status query (UNITEL_STATUS_PATH=none) there is nothing to ask: a stuck
+`processing` is flagged for a person, `unknown` orders are left to one, and the summary
+counts them (unconfirmed=N) so that they are not forgotten.
+
 Paid money comes first, so a slow status endpoint during an operator outage cannot use
 up the run's SWEEP_MAX_SECONDS before refunds and lost callbacks are seen to.
 
@@ -31,11 +35,12 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from .. import config
+from ..clients import unitel
 from ..clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
 from ..extensions import db
 from ..logs import event
 from ..models import IdempotencyKey, Order
-from ..shop import limits
+from ..shop import limits, live_prices
 from ..shop.orders import IDEMPOTENCY_TTL
 from ..timeutil import utcnow
 from . import payments, recharge, refunds, state
@@ -51,6 +56,7 @@ class Summary:
     flagged: int = 0
     skipped: int = 0
     errors: int = 0
+    unconfirmed: int = 0  # paid, unclear, no status query: waiting for a person
     seconds: float = 0.0
     stopped_early: bool = False
     by_selection: dict = field(default_factory=dict)
@@ -58,7 +64,7 @@ class Summary:
     def line(self):
         return (f"sweep: found={self.found} claimed={self.claimed} settled={self.settled} "
                 f"flagged={self.flagged} skipped={self.skipped} errors={self.errors} "
-                f"seconds={self.seconds:.2f}" + (" stopped_early=1" if self.stopped_early else ""))
+                f"unconfirmed={self.unconfirmed} seconds={self.seconds:.2f}" + (" stopped_early=1" if self.stopped_early else ""))
 
     def as_dict(self):
         return asdict(self)
@@ -70,7 +76,7 @@ def selections(now, s):
     grace = now - timedelta(seconds=s.SWEEP_GRACE_SECONDS)
     stuck = now - timedelta(seconds=s.SWEEP_STUCK_SECONDS)
     window = now - timedelta(seconds=s.SWEEP_UNPAID_WINDOW_SECONDS)
-    return [
+    out = [
         # Paid money first: nothing sent yet, or not even marked paid.
         # idx_payment_recharge_at (payment_status, recharge_status, recharge_at, id)
         ("paid_unclaimed", sa.and_(state.claimable(Order), Order.paid_at < grace), None),
@@ -90,6 +96,9 @@ def selections(now, s):
         ("stuck_processing", sa.and_(Order.recharge_status == "processing", Order.recharge_at < stuck),
          Order.recharge_at),
     ]
+    if not unitel.has_status_query(s):  # no one to ask about `unknown`: a person decides
+        out = [sel for sel in out if sel[0] != "unknown"]
+    return out
 
 
 def _page(where, key_col, after, batch):
@@ -139,6 +148,12 @@ def run(settings=None):
         summary.by_selection[name] = counts
         if summary.stopped_early:
             break
+    if not unitel.has_status_query(s):
+        summary.unconfirmed, oldest = state.count_awaiting_confirmation()
+        if summary.unconfirmed:
+            event(log, logging.WARNING, "awaiting_confirmation", count=summary.unconfirmed,
+                  oldest=oldest and oldest.isoformat(timespec="seconds"),
+                  message="unclear top-ups without a status query: confirm with Unitel on /admin")
     _housekeeping(now)
     summary.seconds = time.monotonic() - started
     event(log, logging.INFO, "sweep_summary", summary.line()[len("sweep: "):],
@@ -211,9 +226,11 @@ def _recover_lost_callback(number, summary):
 
 
 def _housekeeping(now):
-    """Drop ended abuse-limit windows and Idempotency-Keys past their 24 hours."""
+    """Drop ended abuse-limit windows, Idempotency-Keys past their 24 hours and stale
+    live price lists."""
     try:
         limits.purge_expired(now)
+        live_prices.purge(now)
         db.session.execute(sa.delete(IdempotencyKey).where(
             IdempotencyKey.created_at < now - IDEMPOTENCY_TTL))
         db.session.commit()
