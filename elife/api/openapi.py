@@ -247,7 +247,7 @@ def schemas():
             "type": "object",
             "required": ["orderNumber", "phoneNumber", "productOperator", "rechargeType", "productCode",
                          "productPriceTg", "productPriceRmb", "totalFee", "paymentStatus", "rechargeStatus",
-                         "paidAt", "rechargedAt", "refundedAt", "createdAt"],
+                         "paidAt", "rechargedAt", "refundedAt", "createdAt", "vatRegisterNo", "receipt"],
             "properties": {
                 "orderNumber": {"type": "string", "pattern": _anchored(common.ORDER_NUMBER),
                                 "example": "ORD2026011810000012345678"},

@@ -64,6 +64,7 @@ def offered(operator, msisdn):
             return json.loads(row.prices)
         except ValueError:
             pass  # unreadable: ask again
+    db.session.commit()  # no transaction (nor SQLite read lock) held while the operator answers
     try:
         _, packages = unitel.UnitelClient(s).packages(msisdn, seconds=s.UNITEL_PRICE_TIMEOUT)
     except unitel.Unreachable as exc:
@@ -73,7 +74,7 @@ def offered(operator, msisdn):
     prices = {}
     for p in packages:
         prices.setdefault(p.recharge_type, {})[p.code] = p.price
-    _store(conn, operator, msisdn, json.dumps(prices, sort_keys=True), now)
+    _store(db.session.connection(), operator, msisdn, json.dumps(prices, sort_keys=True), utcnow())
     db.session.commit()
     return prices
 
