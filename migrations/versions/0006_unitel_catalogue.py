@@ -58,13 +58,10 @@ def upgrade():
         mysql_engine="InnoDB", mysql_charset="utf8mb4",
     )
     op.create_index("idx_operator_price_lists_fetched", "operator_price_lists", ["fetched_at"])
-    products = sa.table("products", sa.column("product_operator"), sa.column("recharge_type"),
-                        sa.column("product_code"), sa.column("operator_code"))
+    # Literal SQL (the values are the constants above), so that `db upgrade --sql` prints it too.
     for (rtype, code), operator_code in SEED_OPERATOR_CODES.items():
-        op.execute(products.update()
-                   .where(products.c.product_operator == "UNITEL", products.c.recharge_type == rtype,
-                          products.c.product_code == code, products.c.operator_code.is_(None))
-                   .values(operator_code=operator_code))
+        op.execute(f"UPDATE products SET operator_code = '{operator_code}' WHERE product_operator = 'UNITEL' "
+                   f"AND recharge_type = '{rtype}' AND product_code = '{code}' AND operator_code IS NULL")
 
 
 def downgrade():
