@@ -175,13 +175,18 @@ def mark_failed(order):
                       extra_where=(awaiting_confirmation(_O.c),))
 
 
-_AWAITING = sa.select(sa.func.count(), sa.func.min(_O.c.recharge_at)).where(awaiting_confirmation(_O.c))
+# Two statements on idx_payment_recharge_at (payment_status, recharge_status, recharge_at,
+# id): a count of the range, and its first row.
+_AWAITING = sa.select(sa.func.count()).select_from(_O).where(awaiting_confirmation(_O.c))
+_OLDEST_AWAITING = (sa.select(_O.c.recharge_at).where(awaiting_confirmation(_O.c))
+                    .order_by(_O.c.recharge_at).limit(1))
 
 
 def count_awaiting_confirmation():
-    """(how many, the oldest claim) of the paid, unclear orders. An index range:
-    idx_payment_recharge_at (payment_status, recharge_status, ...)."""
-    n, oldest = db.session.connection().execute(_AWAITING).one()
+    """(how many, the oldest claim) of the paid, unclear orders."""
+    conn = db.session.connection()
+    n = conn.execute(_AWAITING).scalar()
+    oldest = conn.execute(_OLDEST_AWAITING).scalar() if n else None
     db.session.commit()
     return n, oldest
 
