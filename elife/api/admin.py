@@ -353,7 +353,7 @@ def act_mark_delivered(order_number):
         note = _note(required=True, ask="what did Unitel say, and who said it?")
         o = _unconfirmed(detail, "marked delivered")
         outcome = _run_recorded(o.order_number, "admin_mark_delivered", actor, note,
-                                lambda: recharge.confirm_delivered(o.order_number, actor, note))
+                                lambda: recharge.confirm_delivered(o.order_number, actor))
         return f"Marked delivered; {outcome}."
     return _action(order_number, "mark_delivered", run)
 
@@ -364,6 +364,6 @@ def act_fail_refund(order_number):
         note = _note(required=True, ask="what did Unitel say, and who said it?")
         o = _unconfirmed(detail, "failed and refunded")
         outcome = _run_recorded(o.order_number, "admin_fail_refund", actor, note,
-                                lambda: recharge.confirm_failed(o.order_number, actor, note))
+                                lambda: recharge.confirm_failed(o.order_number, actor))
         return f"Marked failed and refunded; {outcome}."
     return _action(order_number, "fail_refund", run)

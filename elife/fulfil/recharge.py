@@ -186,7 +186,7 @@ def give_up(order_number, actor):
     return "failed"
 
 
-def confirm_delivered(order_number, actor, note):
+def confirm_delivered(order_number, actor):
     """A person's decision, after asking Unitel, that an unclear top-up was done (there
     being no status query to ask). Nothing is sent. Returns "success", or None when the
     order is not awaiting confirmation (or another process settled it first)."""
@@ -197,11 +197,11 @@ def confirm_delivered(order_number, actor, note):
         _log_lost_claim(order, actor)
         return None
     event(log, logging.WARNING, "confirmed_delivered", order=order_number, actor=actor,
-          phone=phones.mask(order.phone_number), note=_one_line(note))
+          phone=phones.mask(order.phone_number), message="a person confirmed it with the operator")
     return "success"
 
 
-def confirm_failed(order_number, actor, note):
+def confirm_failed(order_number, actor):
     """A person's decision, after asking Unitel, that an unclear top-up was not done: the
     recharge is failed and the customer refunded. Nothing is sent to the operator.
     Returns the payment status it ended in ("refunded", or "paid" when WeChat's refund
@@ -213,18 +213,15 @@ def confirm_failed(order_number, actor, note):
         _log_lost_claim(order, actor)
         return None
     event(log, logging.WARNING, "confirmed_failed", order=order_number, actor=actor,
-          phone=phones.mask(order.phone_number), note=_one_line(note), message="refunding")
+          phone=phones.mask(order.phone_number), message="a person confirmed it with the operator; refunding")
     return refunds.refund(order_number, actor)
-
-
-def _one_line(note):
-    return repr(" ".join((note or "").split())[:200])
 
 
 # -- inside -------------------------------------------------------------------------------
 
 CONFIRM_ADVICE = ("No status query (UNITEL_STATUS_PATH=none): confirm with Unitel, then mark "
                   "delivered or fail and refund.")
+
 
 def _ask_status(order, actor):
     """The operator's status query for the order, its audit row committed."""

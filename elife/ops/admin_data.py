@@ -75,7 +75,7 @@ def order_detail(order_number):
         "canConfirm": state.awaiting_confirmation(order) and not asks,
         "canRefund": state.refund_due(order),
         "canResolve": state.flagged(order),
-        "canGiveUp": state.lost_by_operator(order),
+        "canGiveUp": state.lost_by_operator(order) and asks,  # it asks the status query once more
     }
 
 
