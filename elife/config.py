@@ -20,6 +20,10 @@ REQUIRED_IN_PRODUCTION = (
 )
 
 
+# The sandbox's status query (elife/sandbox/app.py), relative to UNITEL_API_URL.
+SANDBOX_STATUS_PATH = "/service/status"
+
+
 class ConfigError(RuntimeError):
     pass
 
@@ -81,6 +85,13 @@ class Settings:
     BREAKER_FAILURES: int = _setting(5, int, "operator outages in a row that open the breaker")
     BREAKER_COOLDOWN_SECONDS: int = _setting(60, int, "how long the open breaker refuses orders")
 
+    UNITEL_STATUS_PATH: str = _setting("", doc="where the operator's status query lives, or none "
+                                               "(production default none; development: the sandbox's)")
+    UNITEL_PRICE_CACHE_SECONDS: int = _setting(180, int, "how long a number's live package list is kept")
+    UNITEL_PRICE_TIMEOUT: float = _setting(2.0, float, "seconds POST /orders waits for the live list")
+    UNITEL_VAT_FLAG: str = _setting("1", doc="vatflag sent with a top-up: 1 asks for the e-barimt receipt")
+    UNITEL_VAT_REGISTER_NO: str = _setting("", doc="vat_register_no sent when the order carries none")
+
     ORDER_TTL_SECONDS: int = _setting(7200, int, "an unpaid order expires (WeChat's prepay lives 2 h)")
 
     SWEEP_GRACE_SECONDS: int = _setting(60, int)
@@ -111,6 +122,17 @@ class Settings:
             missing = self.missing_required()
             if missing:
                 raise ConfigError("missing required settings: " + ", ".join(missing))
+        if self.UNITEL_STATUS_PATH != "none" and not self.UNITEL_STATUS_PATH.startswith("/"):
+            raise ConfigError(f"UNITEL_STATUS_PATH must be none or a path starting with /, "
+                              f"not {self.UNITEL_STATUS_PATH!r}")
+        if self.UNITEL_VAT_FLAG not in ("0", "1"):
+            raise ConfigError(f"UNITEL_VAT_FLAG must be 0 or 1, not {self.UNITEL_VAT_FLAG!r}")
+        from .shop.vat import valid_register_no
+        if self.UNITEL_VAT_REGISTER_NO and not valid_register_no(self.UNITEL_VAT_REGISTER_NO):
+            raise ConfigError("UNITEL_VAT_REGISTER_NO must be a 7-digit company register number "
+                              "or 2 Cyrillic letters and 8 digits")
+        if self.UNITEL_PRICE_TIMEOUT <= 0 or self.UNITEL_PRICE_CACHE_SECONDS < 0:
+            raise ConfigError("UNITEL_PRICE_TIMEOUT must be above 0 and UNITEL_PRICE_CACHE_SECONDS not negative")
         return self
 
 
@@ -151,6 +173,8 @@ def _fill_development_defaults(s):
     """Outside production, whatever is unset points at the SQLite file and the sandbox."""
     if s.is_production:
         s.WECHAT_API_BASE = s.WECHAT_API_BASE or "http://api.weixin.qq.com"
+        # No status query of Unitel's is known (elife/clients/unitel.py): none unless set.
+        s.UNITEL_STATUS_PATH = s.UNITEL_STATUS_PATH or "none"
         return
     sandbox = f"http://127.0.0.1:{s.SANDBOX_PORT}"
     s.DATABASE_URL = s.DATABASE_URL or f"sqlite:///{REPO_ROOT / 'instance' / 'elife.db'}"
@@ -163,6 +187,7 @@ def _fill_development_defaults(s):
     s.UNITEL_API_URL = s.UNITEL_API_URL or f"{sandbox}/unitel"
     s.UNITEL_USERNAME = s.UNITEL_USERNAME or "sandbox"
     s.UNITEL_PASSWORD = s.UNITEL_PASSWORD or "sandbox"
+    s.UNITEL_STATUS_PATH = s.UNITEL_STATUS_PATH or SANDBOX_STATUS_PATH
     s.SANDBOX_SERVICE_URL = s.SANDBOX_SERVICE_URL or f"http://127.0.0.1:{s.PORT}"
 
 

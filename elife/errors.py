@@ -4,11 +4,12 @@ turns these into answers."""
 
 
 class DomainError(Exception):
-    def __init__(self, code, message, retry_after=None):
+    def __init__(self, code, message, retry_after=None, details=None):
         super().__init__(message)
         self.code = code
         self.message = message
         self.retry_after = retry_after  # seconds, for RateLimited and Unavailable
+        self.details = details          # what a program needs beyond the code (price_changed: the price)
 
 
 class Invalid(DomainError):

@@ -42,6 +42,11 @@ class Product(db.Model):
     is_active = db.Column(db.Boolean, nullable=False, default=True)
     created_at = db.Column(Timestamp, nullable=False, default=utcnow)
     updated_at = db.Column(Timestamp, nullable=False, default=utcnow, onupdate=utcnow)
+    # unitel_catalogue: the operator's own code (card or package) and what its list says
+    operator_code = db.Column(db.String(32))
+    eng_name = db.Column(db.String(100))
+    days = db.Column(db.Integer)
+    data = db.Column(db.String(32))
 
 
 class ExchangeRate(db.Model):
@@ -101,6 +106,14 @@ class Order(db.Model):
     resolved_note = db.Column(db.String(255))
     # breaker_and_expiry
     closed_at = db.Column(Timestamp)  # unpaid past ORDER_TTL_SECONDS, closed at WeChat
+    # unitel_catalogue: what is sent to the operator, and the VAT e-receipt it answers with
+    operator_code = db.Column(db.String(32))
+    vat_register_no = db.Column(db.String(16))
+    receipt_bill_id = db.Column(db.String(64))
+    receipt_lottery = db.Column(db.String(32))
+    receipt_qr_data = db.Column(db.Text)
+    receipt_amount = db.Column(db.String(32))
+    receipt_vat = db.Column(db.String(32))
 
 
 class PaymentNotice(db.Model):
@@ -157,6 +170,17 @@ class IdempotencyKey(db.Model):
     idem_key = db.Column(ExactString(64), nullable=False)
     order_number = db.Column(db.String(32))
     created_at = db.Column(Timestamp, nullable=False, default=utcnow)
+
+
+class OperatorPriceList(db.Model):
+    """A number's live package list, as the operator last gave it: {type: {code: MNT}}.
+    Shared by every worker and host; fresh for UNITEL_PRICE_CACHE_SECONDS."""
+    __tablename__ = "operator_price_lists"
+    __table_args__ = (sa.Index("idx_operator_price_lists_fetched", "fetched_at"),)
+    operator = db.Column(db.String(16), primary_key=True)
+    msisdn = db.Column(db.String(16), primary_key=True)
+    prices = db.Column(db.Text, nullable=False)
+    fetched_at = db.Column(Timestamp, nullable=False)
 
 
 class RateLimit(db.Model):

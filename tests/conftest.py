@@ -27,8 +27,8 @@ ON_MYSQL = bool(TEST_DB_URL)
 mysql_only = pytest.mark.skipif(not ON_MYSQL, reason="MariaDB only: set ELIFE_TEST_DATABASE_URL")
 
 # Tables in delete order (children first); alembic_version is never touched.
-TABLES = ("operator_breakers", "rate_limits", "idempotency_keys", "order_events", "operator_calls", "payment_notices", "orders",
-          "exchange_rates", "products", "users")
+TABLES = ("operator_breakers", "rate_limits", "operator_price_lists", "idempotency_keys", "order_events",
+          "operator_calls", "payment_notices", "orders", "exchange_rates", "products", "users")
 
 
 def free_port():
@@ -149,6 +149,22 @@ class Sandbox:
 
     def log(self):
         return requests.get(f"{self.url}/unitel/_log", timeout=5).json()
+
+    def calls(self):
+        """Every call the fake Unitel received: path, auth, body, the status it answered."""
+        return requests.get(f"{self.url}/unitel/_calls", timeout=5).json()
+
+    def expire_tokens(self):
+        requests.post(f"{self.url}/unitel/_expire_tokens", timeout=5).raise_for_status()
+
+    def price(self, code, price, msisdn=None, type=None):
+        body = {"code": code, "price": price, **({"msisdn": msisdn} if msisdn else {}),
+                **({"type": type} if type else {})}
+        requests.post(f"{self.url}/unitel/_price", json=body, timeout=5).raise_for_status()
+
+    def servicetype_mode(self, mode):
+        requests.post(f"{self.url}/unitel/_mode", json={"mode": mode, "call": "servicetype"},
+                      timeout=5).raise_for_status()
 
     def submits_for(self, order_number):
         return [e for e in self.log() if e["requestId"] == order_number]

@@ -312,7 +312,9 @@ def test_an_order_as_json_for_scripts(client, customer, sandbox):
     assert Decimal(o["exchange_rate"]) == Decimal(str(order_row(n)["exchange_rate"])) and o["paid_at"].endswith("Z")
     assert [(c["kind"], c["outcome"]) for c in d["operatorCalls"]] == [("submit", "unknown")]
     assert [x["decision"] for x in d["notices"]] == ["paid"] and d["events"] == []
-    assert d["actions"] == {"canReconcile": True, "canRefund": False, "canGiveUp": False, "canResolve": True}
+    assert d["actions"] == {"canReconcile": True, "canConfirm": False, "canRefund": False, "canGiveUp": False,
+                            "canResolve": True}
+    assert d["receipt"] is None
     assert client.get("/admin/orders/ORD20260101000000000001.json", headers=ADMIN).status_code == 404
     assert client.get(f"/admin/orders/{n}.json").status_code == 401
 

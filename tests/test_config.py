@@ -104,3 +104,25 @@ def test_a_copy_of_env_example_is_a_working_development_setup():
     prod = load_settings(environ={**{k: v for k, v in values.items() if v is not None},
                                   "ELIFE_ENV": "production"})
     assert "UNITEL_PASSWORD" in prod.missing_required() and "WECHAT_APPID" in prod.missing_required()
+
+
+def test_unitel_status_query_is_none_in_production_and_the_sandbox_in_development():
+    dev = load_settings(environ={})
+    assert dev.UNITEL_STATUS_PATH == "/service/status"
+    assert (dev.UNITEL_PRICE_CACHE_SECONDS, dev.UNITEL_PRICE_TIMEOUT, dev.UNITEL_VAT_FLAG) == (180, 2.0, "1")
+    prod_env = {"ELIFE_ENV": "production", "DATABASE_URL": "mysql://u:p@h/elife", "SECRET_KEY": "k",
+                "ADMIN_TOKEN": "a", "WECHAT_APPID": "wx", "WECHAT_MCH_ID": "1", "WECHAT_ENV_ID": "e",
+                "UNITEL_API_URL": "https://api.unitel.mn/api/v1", "UNITEL_USERNAME": "u", "UNITEL_PASSWORD": "p"}
+    assert load_settings(environ=prod_env).validate().UNITEL_STATUS_PATH == "none"
+    given = load_settings(environ={**prod_env, "UNITEL_STATUS_PATH": "/service/check"}).validate()
+    assert given.UNITEL_STATUS_PATH == "/service/check"
+    assert load_settings(environ={"UNITEL_STATUS_PATH": "none"}).validate().UNITEL_STATUS_PATH == "none"
+
+
+@pytest.mark.parametrize("name, value", [
+    ("UNITEL_STATUS_PATH", "service/status"), ("UNITEL_STATUS_PATH", "None"), ("UNITEL_VAT_FLAG", "2"),
+    ("UNITEL_VAT_FLAG", "yes"), ("UNITEL_VAT_REGISTER_NO", "12345"), ("UNITEL_PRICE_TIMEOUT", "0"),
+])
+def test_bad_unitel_settings_are_refused_at_start(name, value):
+    with pytest.raises(ConfigError, match=name):
+        load_settings(environ={name: value}).validate()

@@ -111,4 +111,18 @@ def test_check_schema_names_a_changed_index_once(migrating_app, settings_env):
         with db.engine.begin() as c:
             c.execute(sa.text(f"DROP INDEX idx_anomaly_reason{on}"))
             c.execute(sa.text("CREATE INDEX idx_anomaly_reason ON orders (anomaly_reason, created_at)"))
+def test_unitel_catalogue_down_and_up_gives_the_seeds_products_their_operator_codes(migrating_app):
+    """0006 adds the operator's codes; an upgrade (also one after a rollback) fills them
+    for the seed's products, so that they sell without a re-seed."""
+    from elife.ops.seed import seed
+    seed()
+    downgrade(revision="0005_case_sensitive_keys")
+    db.engine.dispose()
+    cols = {c["name"] for c in sa.inspect(db.engine).get_columns("products")}
+    assert "operator_code" not in cols and "operator_price_lists" not in sa.inspect(db.engine).get_table_names()
+    upgrade()
+    db.engine.dispose()
+    with db.engine.connect() as c:
+        codes = dict(c.execute(sa.text("SELECT product_code, operator_code FROM products")).all())
+    assert codes["5000"] == "SD5000" and codes["DATA1GB"] == "data1gb7d"
     assert problems() == []

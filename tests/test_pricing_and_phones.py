@@ -9,6 +9,7 @@ it for the request, and `g` (where the caller is cached) would leak between requ
 from decimal import Decimal
 
 import pytest
+import requests
 import sqlalchemy as sa
 
 from conftest import SEED_ORDER, order_row, row_counts
@@ -40,10 +41,15 @@ def set_rate(app, rate, deactivate_others=True, currency=RATE_CURRENCY):
 
 
 def add_product(app, code, price_tg, recharge_type="VOICE", active=True, operator="UNITEL"):
+    """Our product, and the (fake) operator offering it at the same price, so that the
+    live price check at POST /orders agrees with our table."""
     with app.app_context():
         db.session.add(Product(product_code=code, product_operator=operator, recharge_type=recharge_type,
                                name=f"test {code}", price_tg=price_tg, is_active=active))
         db.session.commit()
+    sandbox = f"http://127.0.0.1:{app.config['SETTINGS'].SANDBOX_PORT}"
+    requests.post(f"{sandbox}/unitel/_price", json={"code": code, "price": price_tg, "type": recharge_type},
+                  timeout=5).raise_for_status()
 
 
 def listed(client, **filters):

@@ -163,8 +163,8 @@ def test_unknown_settles_as_failed_and_refunds_once_when_the_status_query_says_f
     sandbox.mode("fail", msisdn=phone)
     row = order_row(n)
     unitel.UnitelClient(current_app.config["SETTINGS"]).submit(
-        request_id=n, msisdn=row["phone_number"], product_code=row["product_code"],
-        recharge_type=row["recharge_type"])
+        journal_id=n, msisdn=row["phone_number"], recharge_type=row["recharge_type"],
+        operator_code=row["operator_code"], amount_mnt=row["product_price_tg"])
     assert len(sandbox.submits_for(n)) == 1
 
     assert run(recharge.reconcile, n, "test") == "failed"
@@ -250,11 +250,11 @@ def test_a_third_request_is_never_sent(make_app, client, sandbox, customer):
 
 def test_only_the_operators_own_not_found_allows_the_resubmit(make_app, client, sandbox, customer, ctx):
     """The one resubmit is allowed when the *operator* says it never saw the request (its
-    JSON answer, resultCode 4040). A 404 page from something in front of it -- a proxy, a
+    JSON answer, code 404). A 404 page from something in front of it -- a proxy, a
     gateway without the route -- says nothing about the request: unknown, no resubmit."""
     settings = current_app.config["SETTINGS"]
     never_sent = unitel.UnitelClient(settings).status("ORD00000000000000000000")
-    assert (never_sent.outcome, never_sent.code, never_sent.http_status) == (unitel.NOT_FOUND, "4040", 404)
+    assert (never_sent.outcome, never_sent.code, never_sent.http_status) == (unitel.NOT_FOUND, "404", 404)
 
     n = pay_through_callback(client, sandbox, customer, "88110012", "unknown")  # the operator has it
     age_claim(n)

@@ -45,13 +45,13 @@ def deliver(live, notice):
 # mode -> (paymentStatus, rechargeStatus, anomaly_reason, submits that reached the operator,
 #          the audit row's outcome, how its answer starts, its HTTP status)
 MODES = {
-    "success": ("paid", "success", None, 1, "success", "0000", 200),
-    "slow": ("paid", "success", None, 1, "success", "0000", 200),
-    "fail": ("refunded", "failed", None, 1, "failed", "1001", 200),
+    "success": ("paid", "success", None, 1, "success", "000 ", 200),
+    "slow": ("paid", "success", None, 1, "success", "000 ", 200),
+    "fail": ("refunded", "failed", None, 1, "failed", "101 ", 200),
     "timeout": ("paid", "unknown", "recharge_unknown", 1, "unknown", "ReadTimeout", None),
     # A connection closed without an answer (not, say, an empty 204 the sandbox failed to drop).
     "drop": ("paid", "unknown", "recharge_unknown", 1, "unknown", "ConnectionError", None),
-    "unknown": ("paid", "unknown", "recharge_unknown", 1, "unknown", "7777", 200),
+    "unknown": ("paid", "unknown", "recharge_unknown", 1, "unknown", "777 ", 200),
     # A gateway failing in front of the operator: the request never reached it.
     "5xx": ("paid", "unknown", "recharge_unknown", 0, "unknown", "http_500", 500),
 }

@@ -27,7 +27,7 @@ def _pay(url, call, **body):
 
 
 def _unitel_token(url):
-    r = requests.post(f"{url}/unitel/auth/token", json={"username": "u", "password": "p"}, timeout=5)
+    r = requests.post(f"{url}/unitel/auth", auth=("u", "p"), timeout=5)
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
 
@@ -41,9 +41,10 @@ def test_a_restarted_sandbox_still_knows_what_it_was_told_until_reset(tmp_path):
                     attach=f'{{"orderNumber":"{n}"}}')["result_code"] == "SUCCESS"
         assert requests.post(f"{url}/wechat/_pay/{n}", json={"notify": False}, timeout=5).json()["paid"]
         paid = _pay(url, "queryorder", out_trade_no=n)
-        r = requests.post(f"{url}/unitel/topups", headers=_unitel_token(url), timeout=5, json={
-            "requestId": n, "msisdn": "88888888", "productCode": "5000", "rechargeType": "VOICE"})
-        assert r.json()["resultCode"] == "0000"
+        r = requests.post(f"{url}/unitel/service/recharge", headers=_unitel_token(url), timeout=5, json={
+            "msisdn": "88888888", "card": "SD5000", "vatflag": "0", "vat_register_no": "",
+            "transactions": [{"journal_id": n, "amount": "5000", "description": "test", "account": "t"}]})
+        assert r.json()["code"] == "000", r.text
         requests.post(f"{url}/unitel/_mode", json={"mode": "fail", "msisdn": "99119911"}, timeout=5)
     finally:
         proc.send_signal(signal.SIGKILL)  # no chance to write anything on the way out
@@ -56,7 +57,8 @@ def test_a_restarted_sandbox_still_knows_what_it_was_told_until_reset(tmp_path):
         # WeChat refuses a second payment of a paid order; the operator knows the top-up.
         assert _pay(url, "unifiedorder", out_trade_no=n, total_fee=1050)["err_code"] == "ORDERPAID"
         assert [e["requestId"] for e in requests.get(f"{url}/unitel/_log", timeout=5).json()] == [n]
-        status = requests.get(f"{url}/unitel/topups/{n}", headers=_unitel_token(url), timeout=5).json()
+        status = requests.post(f"{url}/unitel/service/status", headers=_unitel_token(url), timeout=5,
+                               json={"journal_id": n}).json()
         assert status["status"] == "SUCCESS"
         modes = requests.post(f"{url}/unitel/_mode", json={"mode": "success"}, timeout=5).json()
         assert modes["modeFor"] == {"99119911": "fail"}

@@ -7,8 +7,9 @@ Who gets in:
   with the cookie must carry its CSRF token, or it is a 403.
 Without either, a 401: a JSON error, or the login page when the request prefers HTML.
 
-Actions never change an order's state themselves: "ask the operator again" and "refund"
-go through recharge.py, "mark resolved" through anomalies.resolve. Each leaves an
+Actions never change an order's state themselves: "ask the operator again", "refund",
+and -- without a status query -- "mark delivered" and "fail and refund" go through
+recharge.py, "mark resolved" through anomalies.resolve. Each leaves an
 order_events row with who (admin, or admin:<name>) and why (the note).
 """
 import logging
@@ -280,6 +281,10 @@ def act_reconcile(order_number):
         note = _note(required=False)
         o = detail["order"]
         if not detail["canReconcile"]:
+            if not detail["statusQuery"]:
+                raise _Refused(409, "not_reconcilable", "the operator has no status query (UNITEL_STATUS_PATH "
+                                                        "is none): confirm with Unitel, then mark delivered "
+                                                        "or fail and refund")
             raise _Refused(409, "not_reconcilable",
                            f"only an unknown or processing recharge can be asked about; this one is {o.recharge_status}")
         outcome = _run_recorded(o.order_number, "admin_reconcile", actor, note,
@@ -332,3 +337,35 @@ def act_give_up(order_number):
                                 lambda: recharge.give_up(o.order_number, actor))
         return f"Asked the operator once more; {outcome}."
     return _action(order_number, "give_up", run)
+
+
+def _unconfirmed(detail, what):
+    o = detail["order"]
+    if not detail["canConfirm"]:
+        raise _Refused(409, "not_unconfirmed",
+                       f"only a paid, unclear top-up with no status query to ask can be {what}; this one is "
+                       f"{o.payment_status}, recharge {o.recharge_status}"
+                       + ("" if not detail["statusQuery"] else " (and the operator has a status query: ask it)"))
+    return o
+
+
+@bp.post("/orders/<order_number>/mark-delivered")
+def act_mark_delivered(order_number):
+    def run(detail, actor):
+        note = _note(required=True, ask="what did Unitel say, and who said it?")
+        o = _unconfirmed(detail, "marked delivered")
+        outcome = _run_recorded(o.order_number, "admin_mark_delivered", actor, note,
+                                lambda: recharge.confirm_delivered(o.order_number, actor))
+        return f"Marked delivered; {outcome}."
+    return _action(order_number, "mark_delivered", run)
+
+
+@bp.post("/orders/<order_number>/fail-refund")
+def act_fail_refund(order_number):
+    def run(detail, actor):
+        note = _note(required=True, ask="what did Unitel say, and who said it?")
+        o = _unconfirmed(detail, "failed and refunded")
+        outcome = _run_recorded(o.order_number, "admin_fail_refund", actor, note,
+                                lambda: recharge.confirm_failed(o.order_number, actor))
+        return f"Marked failed and refunded; {outcome}."
+    return _action(order_number, "fail_refund", run)

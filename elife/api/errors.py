@@ -1,5 +1,6 @@
-"""One shape for every error the API returns: {"error": {"code", "message"}}, and the
-one place that says which HTTP status each domain error is."""
+"""One shape for every error the API returns: {"error": {"code", "message"}} (and
+"details" for the few errors that carry data, such as price_changed), and the one place
+that says which HTTP status each domain error is."""
 import logging
 
 from flask import jsonify, request
@@ -46,12 +47,13 @@ STATUS_BY_CODE = {
 
 
 class ApiError(Exception):
-    def __init__(self, status, code, message, headers=None):
+    def __init__(self, status, code, message, headers=None, details=None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers or {}
+        self.details = details
 
 
 def from_domain(e):
@@ -60,11 +62,14 @@ def from_domain(e):
     if status is None:
         status = next((v for k, v in STATUS_BY_KIND.items() if isinstance(e, k)), 400)
     headers = {"Retry-After": str(e.retry_after)} if e.retry_after is not None else None
-    return ApiError(status, e.code, e.message, headers)
+    return ApiError(status, e.code, e.message, headers, e.details)
 
 
-def error_response(status, code, message, headers=None):
-    resp = jsonify({"error": {"code": code, "message": message}})
+def error_response(status, code, message, headers=None, details=None):
+    error = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    resp = jsonify({"error": error})
     resp.status_code = status
     for k, v in (headers or {}).items():
         resp.headers[k] = v
@@ -74,7 +79,7 @@ def error_response(status, code, message, headers=None):
 def register_error_handlers(app):
     @app.errorhandler(ApiError)
     def _api_error(e):
-        return error_response(e.status, e.code, e.message, e.headers)
+        return error_response(e.status, e.code, e.message, e.headers, e.details)
 
     @app.errorhandler(domain.DomainError)
     def _domain_error(e):

@@ -13,7 +13,7 @@ from flask import Blueprint, jsonify
 
 from .. import config
 from ..models import PAYMENT_STATUSES, RECHARGE_STATUSES
-from ..shop import catalog, phones
+from ..shop import catalog, phones, vat
 from ..shop.pricing import MAX_TOTAL_FEE
 from . import common
 from . import orders as orders_api
@@ -36,8 +36,12 @@ def _anchored(regex):
     return f"^{regex.pattern}$" if "|" not in regex.pattern else f"^(?:{regex.pattern})$"
 
 
-def _error(description, codes, headers=None, html=False):
-    """A JSON error response whose `error.code` is one of `codes`."""
+def _error(description, codes, headers=None, html=False, details=None):
+    """A JSON error response whose `error.code` is one of `codes` (and, for the codes that
+    carry data, `error.details` as `details` describes)."""
+    properties = {"code": {"type": "string", "enum": list(codes)}, "message": {"type": "string"}}
+    if details is not None:
+        properties["details"] = details
     schema = {
         "type": "object",
         "required": ["error"],
@@ -46,8 +50,7 @@ def _error(description, codes, headers=None, html=False):
             "type": "object",
             "required": ["code", "message"],
             "additionalProperties": False,
-            "properties": {"code": {"type": "string", "enum": list(codes)},
-                           "message": {"type": "string"}},
+            "properties": properties,
         }},
     }
     resp = {"description": description, "content": {"application/json": {"schema": schema}}}
@@ -163,6 +166,8 @@ def schemas():
                     "code": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$",
                              "description": "stable, snake_case: what a program tests"},
                     "message": {"type": "string", "description": "for a person"},
+                    "details": {"type": "object",
+                                "description": "only with the few codes that carry data (price_changed)"},
                 },
             }},
         },
@@ -187,13 +192,18 @@ def schemas():
         },
         "Product": {
             "type": "object",
-            "required": ["productCode", "productOperator", "rechargeType", "name", "priceTg", "priceRmb",
-                         "totalFee"],
+            "required": ["productCode", "productOperator", "rechargeType", "name", "engName", "days", "data",
+                         "priceTg", "priceRmb", "totalFee"],
             "properties": {
                 "productCode": {"type": "string", "maxLength": 32},
                 "productOperator": {"type": "string", "maxLength": 16},
                 "rechargeType": {"type": "string", "enum": list(catalog.RECHARGE_TYPES)},
-                "name": {"type": "string", "maxLength": 100},
+                "name": {"type": "string", "maxLength": 100, "description": "as the operator names it"},
+                "engName": {"type": "string", "maxLength": 100, "nullable": True,
+                            "description": "the operator's English name"},
+                "days": {"type": "integer", "nullable": True, "description": "days the package lasts"},
+                "data": {"type": "string", "maxLength": 32, "nullable": True,
+                         "description": "the data a DATA package carries, e.g. 5GB"},
                 "priceTg": {"type": "integer", "description": "MNT"},
                 "priceRmb": {"type": "string", "pattern": r"^[0-9]+\.[0-9]{2}$",
                              "description": "yuan, two places; priceRmb * 100 == totalFee"},
@@ -226,13 +236,21 @@ def schemas():
                                         example="VOICE"),
                 "productCode": _string(32, "a productCode of GET /products for this operator and type. "
                                        + TRIMMED, pattern=orders_api._CODE, example="5000"),
+                "vatRegisterNo": {
+                    **_string(vat.MAX_LENGTH, "optional: a business customer's register number for the VAT "
+                                              "e-receipt (e-barimt): 7 digits (a company), or 2 Cyrillic "
+                                              "letters and 8 digits (a citizen's, for a sole trader); "
+                                              "lower-case letters are made capitals. Empty or null: none. "
+                                              "Anything else is a 400 invalid_vat_register_no. " + TRIMMED,
+                              pattern=vat.REGISTER_NO, example="1234567"),
+                    "minLength": 0, "nullable": True},
             },
         },
         "Order": {
             "type": "object",
             "required": ["orderNumber", "phoneNumber", "productOperator", "rechargeType", "productCode",
                          "productPriceTg", "productPriceRmb", "totalFee", "paymentStatus", "rechargeStatus",
-                         "paidAt", "rechargedAt", "refundedAt", "createdAt"],
+                         "paidAt", "rechargedAt", "refundedAt", "createdAt", "vatRegisterNo", "receipt"],
             "properties": {
                 "orderNumber": {"type": "string", "pattern": _anchored(common.ORDER_NUMBER),
                                 "example": "ORD2026011810000012345678"},
@@ -249,6 +267,21 @@ def schemas():
                 "rechargedAt": nullable_ts,
                 "refundedAt": nullable_ts,
                 "createdAt": timestamp,
+                "vatRegisterNo": {"type": "string", "nullable": True, "description": "as the order was created"},
+                "receipt": {
+                    "type": "object", "nullable": True,
+                    "description": "the VAT e-receipt (e-barimt) the operator gave with the top-up; null before "
+                                   "(and when it gave none)",
+                    "required": ["billId", "lottery", "qrData", "amount", "vat"],
+                    "properties": {
+                        "billId": {"type": "string", "nullable": True},
+                        "lottery": {"type": "string", "nullable": True, "description": "the receipt's lottery "
+                                                                                       "number, e.g. KX 74016742"},
+                        "qrData": {"type": "string", "nullable": True, "description": "for the receipt's QR code"},
+                        "amount": {"type": "string", "nullable": True, "description": "MNT, as the operator wrote it"},
+                        "vat": {"type": "string", "nullable": True, "description": "MNT, as the operator wrote it"},
+                    },
+                },
             },
         },
         "OrderList": {
@@ -370,11 +403,14 @@ def build_spec(settings):
                 "tags": ["customer"], "operationId": "createOrder", "security": _customer_security(settings),
                 "summary": "create an order (the price is the server's)",
                 "description": ("Checked in this order: the caller (401), the body, the Idempotency-Key, "
-                                "each field, the operator, the product, the price; then the per-user "
+                                "each field, the operator, the VAT register number, the product, the "
+                                "price; then the operator's live package list for this number (kept "
+                                "for UNITEL_PRICE_CACHE_SECONDS; when the operator cannot be asked the "
+                                "order is priced from our table); then the per-user "
                                 "order limits (429). With an Idempotency-Key already used by this "
                                 "customer in the last 24 hours, the order it made is returned (200) "
-                                "when it is the same order (number, operator, type, product), else "
-                                "a 422."),
+                                "when it is the same order (number, operator, type, product, VAT "
+                                "register number), else a 422."),
                 "parameters": [{
                     "name": "Idempotency-Key", "in": "header", "required": False,
                     "schema": {"type": "string", "pattern": _anchored(orders_api._KEY),
@@ -389,11 +425,19 @@ def build_spec(settings):
                                   BODY_ERRORS + ["price_not_accepted", "invalid_idempotency_key"]
                                   + FIELD_ERRORS + ["unsupported_operator", "invalid_recharge_type",
                                                     "invalid_phone_number", "phone_operator_mismatch",
-                                                    "unknown_product"]),
+                                                    "invalid_vat_register_no", "unknown_product",
+                                                    "product_unavailable_for_number"]),
                     "401": _error("not logged in", CUSTOMER_401),
-                    "409": _error("the key's first request is still running, or this product would cost "
-                                  "nothing (or too much) at the active rate",
-                                  ["idempotency_key_in_use", "price_unavailable"]),
+                    "409": _error("the key's first request is still running, this product would cost "
+                                  "nothing (or too much) at the active rate, or the operator's price for "
+                                  "it moved (price_changed: details.priceTg is the operator's price now; "
+                                  "the product is not sold until the catalogue follows)",
+                                  ["idempotency_key_in_use", "price_unavailable", "price_changed"],
+                                  details={"type": "object", "required": ["priceTg", "previousPriceTg"],
+                                           "properties": {"priceTg": {"type": "integer",
+                                                                      "description": "the operator's, MNT"},
+                                                          "previousPriceTg": {"type": "integer",
+                                                                              "description": "ours, MNT"}}}),
                     "422": _error("the Idempotency-Key was used for a different order",
                                   ["idempotency_key_reused"]),
                     **_common(limit, body=True, limited=True),
@@ -565,10 +609,12 @@ def build_spec(settings):
                        "operator calls, order events, and the actions it allows",
             "parameters": [admin_order_param],
             "responses": _admin_responses(
-                {"200": _json("order, notices, operatorCalls, events, actions",
+                {"200": _json("order, notices, operatorCalls, events, receipt, actions",
                               {"type": "object",
-                               "required": ["order", "notices", "operatorCalls", "events", "actions"],
+                               "required": ["order", "notices", "operatorCalls", "events", "receipt", "actions"],
                                "properties": {"order": {"type": "object"},
+                                              "receipt": {"type": "object", "nullable": True,
+                                                          "description": "as in GET /orders/{orderNumber}"},
                                               "notices": {"type": "array", "items": {"type": "object"}},
                                               "operatorCalls": {"type": "array", "items": {"type": "object"}},
                                               "events": {"type": "array", "items": {"type": "object"}},
@@ -577,8 +623,12 @@ def build_spec(settings):
         }},
     }
     actions = {
-        "reconcile": ("ask the operator again about an unknown or processing recharge",
-                      ["not_reconcilable"], False),
+        "reconcile": ("ask the operator again about an unknown or processing recharge (with a status "
+                      "query: UNITEL_STATUS_PATH is not none)", ["not_reconcilable"], False),
+        "mark-delivered": ("without a status query: mark an unclear top-up delivered, once Unitel said it "
+                           "was done (a note is required; nothing is sent)", ["not_unconfirmed"], True),
+        "fail-refund": ("without a status query: mark an unclear top-up failed and refund it, once Unitel "
+                        "said it was not done (a note is required; nothing is sent)", ["not_unconfirmed"], True),
         "refund": ("refund a paid order whose recharge failed", ["not_refundable"], False),
         "resolve": ("mark an anomaly resolved (a note is required)", ["nothing_to_resolve", "anomaly_changed"], True),
         "give-up": ("fail and refund a paid order the operator lost every allowed submit of "

@@ -2,7 +2,7 @@ import re
 
 from flask import Blueprint, jsonify, request
 
-from ..shop import catalog, orders
+from ..shop import catalog, orders, vat
 from .auth import current_user
 from .errors import ApiError
 from .common import int_arg, json_object, order_number_or_404, string_field
@@ -40,6 +40,7 @@ def create_order():
         recharge_type=string_field(data, "rechargeType", 16, pattern=_NAME),
         product_code=string_field(data, "productCode", 32, pattern=_CODE),
         idempotency_key=key,
+        vat_register_no=string_field(data, "vatRegisterNo", vat.MAX_LENGTH, required=False) or None,
     )
     return jsonify(orders.as_json(order)), 201 if created else 200
 

@@ -4,6 +4,11 @@ The claim is committed before the operator is called, so at most one process eve
 submits an order; a crash after the claim leaves `processing` with `recharge_at` set,
 which the sweep settles through the status query. The states, the guards and every
 write of them are in state.py; this module decides when each happens.
+
+Without a status query (UNITEL_STATUS_PATH=none, as in production while Unitel has
+none we know of) an unclear order is never sent again: it is flagged for a person
+(confirm_with_operator) with what we sent, what came back and how long it took, and
+the person marks it delivered, or failed and refunded, once Unitel has said which.
 """
 import logging
 import secrets
@@ -14,7 +19,7 @@ from ..clients import unitel
 from ..extensions import db
 from ..logs import event
 from ..models import Order
-from ..shop import phones
+from ..shop import catalog, phones
 from ..timeutil import utcnow
 from . import anomalies, audit, breaker, refunds, state
 
@@ -115,6 +120,14 @@ def reconcile(order_number, actor, force=False):
     if order.recharge_status == "processing" and not (stuck or force):
         event(log, logging.INFO, "still_processing", order=order_number, actor=actor, age=int(age))
         return "processing"
+    if not unitel.has_status_query(s):
+        # Nothing to ask: a claim whose worker died mid-submit goes to a person; an
+        # unknown order is already with one.
+        if order.recharge_status == "processing" and stuck:
+            return _to_unknown(order, state.CONFIRM, actor,
+                               f"claimed {int(age)} s ago and no answer recorded (the process stopped "
+                               f"mid-submit?). {CONFIRM_ADVICE}")
+        return order.recharge_status
 
     answer = _ask_status(order, actor)
     if answer.outcome in (unitel.SUCCESS, unitel.FAILED):
@@ -177,7 +190,42 @@ def give_up(order_number, actor):
     return "failed"
 
 
+def confirm_delivered(order_number, actor):
+    """A person's decision, after asking Unitel, that an unclear top-up was done (there
+    being no status query to ask). Nothing is sent. Returns "success", or None when the
+    order is not awaiting confirmation (or another process settled it first)."""
+    order = state.read_fresh(order_number)
+    if order is None or not state.awaiting_confirmation(order):
+        return None
+    if not state.mark_delivered(order, utcnow()):
+        _log_lost_claim(order, actor)
+        return None
+    event(log, logging.WARNING, "confirmed_delivered", order=order_number, actor=actor,
+          phone=phones.mask(order.phone_number), message="a person confirmed it with the operator")
+    return "success"
+
+
+def confirm_failed(order_number, actor):
+    """A person's decision, after asking Unitel, that an unclear top-up was not done: the
+    recharge is failed and the customer refunded. Nothing is sent to the operator.
+    Returns the payment status it ended in ("refunded", or "paid" when WeChat's refund
+    failed and was flagged), or None when the order is not awaiting confirmation."""
+    order = state.read_fresh(order_number)
+    if order is None or not state.awaiting_confirmation(order):
+        return None
+    if not state.mark_failed(order):
+        _log_lost_claim(order, actor)
+        return None
+    event(log, logging.WARNING, "confirmed_failed", order=order_number, actor=actor,
+          phone=phones.mask(order.phone_number), message="a person confirmed it with the operator; refunding")
+    return refunds.refund(order_number, actor)
+
+
 # -- inside -------------------------------------------------------------------------------
+
+CONFIRM_ADVICE = ("No status query (UNITEL_STATUS_PATH=none): confirm with Unitel, then mark "
+                  "delivered or fail and refund.")
+
 
 def _ask_status(order, actor):
     """The operator's status query for the order, its audit row committed."""
@@ -196,19 +244,29 @@ def _submit(order, kind, actor):
 
 
 def _send(order, call_id, kind, actor):
-    """Send the submit whose audit row `call_id` is committed, then settle its answer."""
+    """Send the submit whose audit row `call_id` is committed, then settle its answer:
+    our order number as the journal id, the operator's code and the MNT price the order
+    was created with."""
+    operator_code = order.operator_code or _operator_code(order)
     # The operator may take UNITEL_READ_TIMEOUT (30 s): hold no database connection
     # meanwhile, or a few slow answers would empty the pool for everyone.
     db.session.close()
     answer = unitel.UnitelClient(config.current()).submit(
-        request_id=order.order_number, msisdn=order.phone_number,
-        product_code=order.product_code, recharge_type=order.recharge_type)
+        journal_id=order.order_number, msisdn=order.phone_number, recharge_type=order.recharge_type,
+        operator_code=operator_code, amount_mnt=order.product_price_tg, vat_register_no=order.vat_register_no)
     event(log, logging.INFO, "operator_answer", order=order.order_number, kind=kind, actor=actor,
           outcome=answer.outcome, code=answer.code, ms=answer.latency_ms,
           phone=phones.mask(order.phone_number))
     breaker.record(answer, order.product_operator)
     # The answer goes onto the audit row in the settle's own transaction.
     return _settle(order, answer, actor, also=lambda: audit.record_outcome(call_id, answer))
+
+
+def _operator_code(order):
+    """For an order made before orders recorded the operator's code: its product's."""
+    code = catalog.operator_code_of(order.product_operator, order.recharge_type, order.product_code)
+    db.session.commit()
+    return code
 
 
 def _to_unknown(order, reason, actor, detail):
@@ -226,13 +284,13 @@ def _to_unknown(order, reason, actor, detail):
 def _settle(order, answer, actor, also=None):
     if answer.outcome == unitel.SUCCESS:
         won = state.transition(order, ("processing", "unknown"), {
-            "recharge_status": "success", "recharged_at": utcnow(),
-            "anomaly_reason": state.clear_auto_reason()}, also=also)
-        _log_settle(order, won, "recharge_success", actor)
+            "recharge_status": "success", "recharged_at": utcnow(), **_receipt_values(answer.receipt),
+            "anomaly_reason": state.clear_auto_reason(state.CONFIRM)}, also=also)
+        _log_settle(order, won, "recharge_success", actor, receipt="yes" if answer.receipt else "no")
         return "success" if won else None
     if answer.outcome == unitel.FAILED:
         won = state.transition(order, ("processing", "unknown"), {
-            "recharge_status": "failed", "anomaly_reason": state.clear_auto_reason()}, also=also)
+            "recharge_status": "failed", "anomaly_reason": state.clear_auto_reason(state.CONFIRM)}, also=also)
         _log_settle(order, won, "recharge_failed", actor, code=answer.code, reason=answer.message)
         if won:
             refunds.refund(order.order_number, actor)
@@ -240,11 +298,31 @@ def _settle(order, answer, actor, also=None):
     # Timeout, dropped connection, 5xx, a code we do not know: maybe done, maybe not.
     won = state.transition(order, ("processing",), {"recharge_status": "unknown"}, also=also)
     if won:
-        anomalies.flag(order.order_number, "recharge_unknown",
-                       f"{answer.code} {answer.message}".strip()[:500] or "no answer")
+        if unitel.has_status_query(config.current()):
+            anomalies.flag(order.order_number, "recharge_unknown",
+                           f"{answer.code} {answer.message}".strip()[:500] or "no answer")
+        else:
+            anomalies.flag(order.order_number, state.CONFIRM, _evidence(order, answer))
         db.session.commit()
-    _log_settle(order, won, "recharge_unknown", actor, code=answer.code, sent=answer.sent)
+    _log_settle(order, won, "recharge_unknown", actor, code=answer.code, sent=answer.sent,
+                ms=answer.latency_ms)
     return "unknown" if won else None
+
+
+def _receipt_values(receipt):
+    if receipt is None:
+        return {}
+    return {"receipt_bill_id": receipt.bill_id or None, "receipt_lottery": receipt.lottery or None,
+            "receipt_qr_data": receipt.qr_data or None, "receipt_amount": receipt.amount or None,
+            "receipt_vat": receipt.vat or None}
+
+
+def _evidence(order, answer):
+    """What a person needs to ask Unitel about an unclear top-up."""
+    said = f"{answer.code} {answer.message}".strip() or "nothing"
+    http = f"HTTP {answer.http_status}" if answer.http_status else "no HTTP answer"
+    return (f"sent {answer.request or 'a top-up'} msisdn={phones.mask(order.phone_number)}; "
+            f"came back: {said} ({http}); after {answer.latency_ms} ms. {CONFIRM_ADVICE}")
 
 
 def _log_settle(order, won, key, actor, **fields):

@@ -9,6 +9,9 @@ refunded_at, closed_at, submit_count) and of `version`.
                                             \-> unknown --status query--> success | failed
                                                        \-- not found, >= SWEEP_STUCK_SECONDS
                                                            after the claim: one resubmit
+                                                       \-- no status query (UNITEL_STATUS_PATH
+                                                           none): a person confirms with the
+                                                           operator -> success | failed
 
 Every write is one conditional UPDATE whose rowcount decides; the caller commits it.
 A guard is written once and works both ways: on an Order (or a row read as one) it is
@@ -25,6 +28,8 @@ from ..timeutil import utcnow
 MAX_SUBMITS = 2  # the first, and one resubmit after the operator says it never arrived
 # Reasons set by the machine itself while an answer is unclear; cleared when it settles.
 AUTO_REASONS = ("recharge_unknown",)
+# Unclear, and no status query to ask: only a person, asking the operator, can settle it.
+CONFIRM = "confirm_with_operator"
 
 _O = Order.__table__
 
@@ -54,6 +59,10 @@ def lost_by_operator(o):
 def expired(o, created_before):
     """Unpaid and created before `created_before` (now - ORDER_TTL_SECONDS): no longer payable."""
     return (o.payment_status == "unpaid") & (o.created_at < created_before)
+def awaiting_confirmation(o):
+    """Paid and unclear: without a status query, a person confirms with the operator
+    whether it was done, then marks it delivered or failed."""
+    return (o.payment_status == "paid") & (o.recharge_status == "unknown")
 
 
 def flagged(o):
@@ -162,6 +171,38 @@ def transition(order, expect_statuses, values, extra_where=(), also=None):
             if not isinstance(v, sa.sql.ClauseElement):
                 setattr(order, k, v)
     return won
+
+
+def mark_delivered(order, now):
+    """A person's word that the operator did the top-up: unknown -> success. True when
+    this call made it so."""
+    return transition(order, ("unknown",), {"recharge_status": "success", "recharged_at": now,
+                                            "anomaly_reason": clear_auto_reason(CONFIRM)},
+                      extra_where=(awaiting_confirmation(_O.c),))
+
+
+def mark_failed(order):
+    """A person's word that the operator did not do it: unknown -> failed (the refund is
+    due). True when this call made it so."""
+    return transition(order, ("unknown",), {"recharge_status": "failed",
+                                            "anomaly_reason": clear_auto_reason(CONFIRM)},
+                      extra_where=(awaiting_confirmation(_O.c),))
+
+
+# Two statements on idx_payment_recharge_at (payment_status, recharge_status, recharge_at,
+# id): a count of the range, and its first row.
+_AWAITING = sa.select(sa.func.count()).select_from(_O).where(awaiting_confirmation(_O.c))
+_OLDEST_AWAITING = (sa.select(_O.c.recharge_at).where(awaiting_confirmation(_O.c))
+                    .order_by(_O.c.recharge_at).limit(1))
+
+
+def count_awaiting_confirmation():
+    """(how many, the oldest claim) of the paid, unclear orders."""
+    conn = db.session.connection()
+    n = conn.execute(_AWAITING).scalar()
+    oldest = conn.execute(_OLDEST_AWAITING).scalar() if n else None
+    db.session.commit()
+    return n, oldest
 
 
 def mark_refunded(order_number, also_clear=("refund_failed",)):

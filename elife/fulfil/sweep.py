@@ -17,6 +17,10 @@ others):
 While the operator breaker is open nothing is claimed or asked of the operator: paid
 orders wait (never refunded for an outage) until it half-opens.
 
+Without a status query (UNITEL_STATUS_PATH=none) there is nothing to ask: a stuck
+`processing` is flagged for a person, `unknown` orders are left to one, and the summary
+counts them (unconfirmed=N) so that they are not forgotten.
+
 Paid money comes first, so a slow status endpoint during an operator outage cannot use
 up the run's SWEEP_MAX_SECONDS before refunds and lost callbacks are seen to.
 
@@ -36,11 +40,12 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from .. import config
+from ..clients import unitel
 from ..clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
 from ..extensions import db
 from ..logs import event
 from ..models import IdempotencyKey, Order
-from ..shop import limits
+from ..shop import limits, live_prices
 from ..shop.orders import IDEMPOTENCY_TTL
 from ..timeutil import utcnow
 from . import breaker, payments, recharge, refunds, state
@@ -56,6 +61,7 @@ class Summary:
     flagged: int = 0
     skipped: int = 0
     errors: int = 0
+    unconfirmed: int = 0  # paid, unclear, no status query: waiting for a person
     seconds: float = 0.0
     stopped_early: bool = False
     by_selection: dict = field(default_factory=dict)
@@ -63,7 +69,7 @@ class Summary:
     def line(self):
         return (f"sweep: found={self.found} claimed={self.claimed} settled={self.settled} "
                 f"flagged={self.flagged} skipped={self.skipped} errors={self.errors} "
-                f"seconds={self.seconds:.2f}" + (" stopped_early=1" if self.stopped_early else ""))
+                f"unconfirmed={self.unconfirmed} seconds={self.seconds:.2f}" + (" stopped_early=1" if self.stopped_early else ""))
 
     def as_dict(self):
         return asdict(self)
@@ -76,7 +82,7 @@ def selections(now, s):
     stuck = now - timedelta(seconds=s.SWEEP_STUCK_SECONDS)
     window = now - timedelta(seconds=s.SWEEP_UNPAID_WINDOW_SECONDS)
     ttl = now - timedelta(seconds=s.ORDER_TTL_SECONDS)
-    return [
+    out = [
         # Paid money first: nothing sent yet, or not even marked paid.
         # idx_payment_recharge_at (payment_status, recharge_status, recharge_at, id)
         ("paid_unclaimed", sa.and_(state.claimable(Order), Order.paid_at < grace), None),
@@ -98,6 +104,9 @@ def selections(now, s):
         ("stuck_processing", sa.and_(Order.recharge_status == "processing", Order.recharge_at < stuck),
          Order.recharge_at),
     ]
+    if not unitel.has_status_query(s):  # no one to ask about `unknown`: a person decides
+        out = [sel for sel in out if sel[0] != "unknown"]
+    return out
 
 
 def _page(where, key_col, after, batch):
@@ -147,6 +156,12 @@ def run(settings=None):
         summary.by_selection[name] = counts
         if summary.stopped_early:
             break
+    if not unitel.has_status_query(s):
+        summary.unconfirmed, oldest = state.count_awaiting_confirmation()
+        if summary.unconfirmed:
+            event(log, logging.WARNING, "awaiting_confirmation", count=summary.unconfirmed,
+                  oldest=oldest and oldest.isoformat(timespec="seconds"),
+                  message="unclear top-ups without a status query: confirm with Unitel on /admin")
     _housekeeping(now)
     summary.seconds = time.monotonic() - started
     event(log, logging.INFO, "sweep_summary", summary.line()[len("sweep: "):],
@@ -262,9 +277,11 @@ def _close_expired(number, summary):
 
 
 def _housekeeping(now):
-    """Drop ended abuse-limit windows and Idempotency-Keys past their 24 hours."""
+    """Drop ended abuse-limit windows, Idempotency-Keys past their 24 hours and stale
+    live price lists."""
     try:
         limits.purge_expired(now)
+        live_prices.purge(now)
         db.session.execute(sa.delete(IdempotencyKey).where(
             IdempotencyKey.created_at < now - IDEMPOTENCY_TTL))
         db.session.commit()

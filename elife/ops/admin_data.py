@@ -3,10 +3,13 @@ Read-only; every list is bounded and walks an index (idx_anomaly_reason, and the
 order_number indexes of the audit tables)."""
 import sqlalchemy as sa
 
+from .. import config
+from ..clients import unitel
 from ..extensions import db
 from ..fulfil import state
 from ..models import OperatorCall, Order, OrderEvent, PaymentNotice
 from ..shop import phones
+from ..shop.orders import receipt_json
 from ..timeutil import iso
 
 ANOMALY_LIST_LIMIT = 100
@@ -58,16 +61,21 @@ def order_detail(order_number):
     for row in (*notices, *calls, *events):
         db.session.expunge(row)
     db.session.commit()
+    asks = unitel.has_status_query(config.current())
     return {
         "order": order,
         "phone": phones.mask(order.phone_number),
         "notices": notices,
         "calls": calls,
         "events": events,
-        "canReconcile": state.awaiting_operator(order),
+        "receipt": receipt_json(order),
+        "statusQuery": asks,
+        # Without a status query there is no one to ask: a person confirms with Unitel.
+        "canReconcile": state.awaiting_operator(order) and asks,
+        "canConfirm": state.awaiting_confirmation(order) and not asks,
         "canRefund": state.refund_due(order),
         "canResolve": state.flagged(order),
-        "canGiveUp": state.lost_by_operator(order),
+        "canGiveUp": state.lost_by_operator(order) and asks,  # it asks the status query once more
     }
 
 
@@ -86,7 +94,8 @@ def order_detail_json(detail):
                           for c in detail["calls"]],
         "events": [{"id": e.id, "at": iso(e.created_at), "event": e.event, "actor": e.actor, "note": e.note}
                    for e in detail["events"]],
-        "actions": {k: detail[k] for k in ("canReconcile", "canRefund", "canGiveUp", "canResolve")},
+        "receipt": detail["receipt"],
+        "actions": {k: detail[k] for k in ("canReconcile", "canConfirm", "canRefund", "canGiveUp", "canResolve")},
     }
 
 

@@ -108,5 +108,49 @@ def incident_command(since, as_json):
     sys.exit(2 if dupes else 0)
 
 
+@elife_cli.group("product")
+def product_group():
+    """The catalogue."""
+
+
+@product_group.command("sync")
+@click.option("--msisdn", required=True, help="a Unitel number whose package list is read")
+@click.option("--apply", "do_apply", is_flag=True, help="write the differences (default: only show them)")
+def product_sync_command(msisdn, do_apply):
+    """Our products against Unitel's package list for a number (/service/servicetype).
+
+    Exit code 0: in step (or --apply wrote it); 2: differences shown, nothing written;
+    1: the number is not Unitel's, or Unitel could not be asked."""
+    from ..clients.unitel import Unreachable
+    from ..errors import Invalid
+    from ..shop import phones
+    from . import product_sync
+    try:
+        number = phones.check_operator(msisdn, product_sync.OPERATOR)
+    except Invalid as exc:
+        click.echo(f"product sync: --msisdn: {exc.message}", err=True)
+        sys.exit(1)
+    try:
+        servicetype, lines = product_sync.diff(number)
+    except Unreachable as exc:
+        click.echo(f"product sync: Unitel could not be asked: {exc}", err=True)
+        sys.exit(1)
+    counts = {k: sum(1 for x in lines if x.kind == k) for k in ("new", "changed", "same", "missing", "skipped")}
+    click.echo(f"product sync: Unitel's list for {phones.mask(number)} ({servicetype or 'no servicetype'}): "
+               f"{counts['new'] + counts['changed'] + counts['same'] + counts['skipped']} packages")
+    rate = product_sync.rate()
+    for line in lines:
+        for text in product_sync.describe(line, rate):
+            click.echo(text)
+    summary = (f"{counts['new']} new, {counts['changed']} changed, {counts['same']} the same, "
+               f"{counts['missing']} of ours not in this list, {counts['skipped']} skipped")
+    if not do_apply:
+        due = counts["new"] + counts["changed"]
+        click.echo(f"product sync: {summary}; nothing written" + (" (--apply writes it)" if due else ""))
+        sys.exit(2 if due else 0)
+    added, updated = product_sync.apply(lines)
+    click.echo(f"product sync: {summary}; written: {added} added, {updated} updated")
+
+
 def register(app):
     app.cli.add_command(elife_cli)

@@ -5,6 +5,8 @@ and /admin. Each has its alert threshold beside it.
   2. anomalies by reason and day                    alert above 1 % of a day's orders
   3. recharge delay (paid -> claim, paid -> success) alert avg > 5 s or max > 60 s
   4. orders waiting for compensation               alert more than 10, or oldest > 30 min
+     and, without a status query (UNITEL_STATUS_PATH=none), unclear top-ups waiting
+     for a person to confirm with Unitel             alert at any
 
 Windows keep every query on an index range (never the whole table): the last
 `hours` for 1 and 3 (the seed's query 3 uses 24 h), the last `days` for 2.
@@ -14,7 +16,10 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import sqlalchemy as sa
 
+from .. import config
+from ..clients import unitel
 from ..extensions import db
+from ..fulfil import state
 from ..models import OperatorCall, Order
 from ..shop.phones import mask
 from ..timeutil import iso, utcnow
@@ -118,9 +123,17 @@ def pending_compensation(now):
     unclear = db.session.execute(
         sa.select(sa.func.count()).where(Order.recharge_status.in_(("unknown", "processing")))).scalar()
     alert = n > PENDING_COUNT_MAX or minutes > PENDING_MINUTES_MAX
+    threshold = f"pending <= {PENDING_COUNT_MAX} and oldest <= {PENDING_MINUTES_MAX} min"
+    unconfirmed, unconfirmed_since = None, None
+    if not unitel.has_status_query(config.current()):
+        # Nothing will settle these but a person: any is an alert.
+        unconfirmed, since = state.count_awaiting_confirmation()
+        unconfirmed_since = iso(since)
+        alert = alert or unconfirmed > 0
+        threshold += "; no unclear top-up waiting for a person (no status query)"
     return {"pendingCount": n, "oldestPaidAt": iso(oldest), "delayMinutes": minutes,
-            "unclearCount": unclear, "alert": alert,
-            "threshold": f"pending <= {PENDING_COUNT_MAX} and oldest <= {PENDING_MINUTES_MAX} min"}
+            "unclearCount": unclear, "unconfirmedCount": unconfirmed, "oldestUnconfirmedAt": unconfirmed_since,
+            "alert": alert, "threshold": threshold}
 
 
 def all_reports(hours=24, days=7, now=None):
@@ -175,6 +188,9 @@ def as_table(rep):
     lines.append(f"\n4. waiting for compensation ({pc['threshold']}){'  ALERT' if pc['alert'] else ''}")
     lines.append(f"   pending: {pc['pendingCount']}   oldest paid at: {_shown(pc['oldestPaidAt'])}   "
                  f"delay: {pc['delayMinutes']} min   unknown/processing: {pc['unclearCount']}")
+    if pc["unconfirmedCount"] is not None:
+        lines.append(f"   unclear, no status query, waiting for a person to confirm with Unitel: "
+                     f"{pc['unconfirmedCount']}   oldest claimed at: {pc['oldestUnconfirmedAt'] or '-'}")
     lines.append("\nALERT: a threshold is crossed" if rep["alert"] else "\nall within thresholds")
     return "\n".join(lines)
 

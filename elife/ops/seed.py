@@ -1,5 +1,10 @@
 """Seed data: a Unitel catalogue (voice credit and data packages, in MNT) and an active
-MNT->CNY rate. Idempotent: adds what is missing, changes nothing that exists."""
+MNT->CNY rate. Idempotent: adds what is missing -- a product, or an empty operator code,
+English name, days or data of one -- and changes nothing that is set.
+
+Each product carries the operator's own code, which is what a top-up sends: credit by
+card code (SD5000), data by package code (data1gb7d). `flask elife product sync` reads
+the real list from Unitel and keeps these in step with it."""
 from decimal import Decimal
 
 from ..extensions import db
@@ -20,17 +25,36 @@ PRODUCTS = [
     ("DATA5GB", "DATA", "Unitel data 5 GB, 30 days", 10000),
     ("DATA20GB", "DATA", "Unitel data 20 GB, 30 days", 25000),
 ]
+# Our code -> (the operator's code, English name, days, data), as Unitel's list has them.
+OPERATOR = {
+    "1000": ("SD1000", "Credit 1,000₮", 7, None),
+    "2000": ("SD2000", "Credit 2,000₮", 15, None),
+    "3000": ("SD3000", "Credit 3,000₮", 30, None),
+    "5000": ("SD5000", "Credit 5,000₮", 30, None),
+    "10000": ("SD10000", "Credit 10,000₮", 60, None),
+    "20000": ("SD20000", "Credit 20,000₮", 90, None),
+    "DATA1GB": ("data1gb7d", "Data 1 GB, 7 days", 7, "1GB"),
+    "DATA5GB": ("data5gb30d", "Data 5 GB, 30 days", 30, "5GB"),
+    "DATA20GB": ("data20gb30d", "Data 20 GB, 30 days", 30, "20GB"),
+}
 
 
 def seed():
     added = 0
     for code, rtype, name, price_tg in PRODUCTS:
-        exists = db.session.query(Product.id).filter_by(
+        operator_code, eng_name, days, data = OPERATOR[code]
+        product = db.session.query(Product).filter_by(
             product_operator="UNITEL", recharge_type=rtype, product_code=code).first()
-        if not exists:
+        if product is None:
             db.session.add(Product(product_code=code, product_operator="UNITEL", recharge_type=rtype,
-                                   name=name, price_tg=price_tg, is_active=True))
+                                   name=name, price_tg=price_tg, is_active=True, operator_code=operator_code,
+                                   eng_name=eng_name, days=days, data=data))
             added += 1
+            continue
+        for column, value in (("operator_code", operator_code), ("eng_name", eng_name), ("days", days),
+                              ("data", data)):
+            if getattr(product, column) is None and value is not None:
+                setattr(product, column, value)
     has_rate = db.session.query(ExchangeRate.id).filter_by(currency=RATE_CURRENCY, is_active=True).first()
     if not has_rate:
         db.session.add(ExchangeRate(currency=RATE_CURRENCY, rate=DEFAULT_RATE, is_active=True))

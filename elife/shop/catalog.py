@@ -9,6 +9,7 @@ RECHARGE_TYPES = ("VOICE", "DATA")
 _P = Product.__table__
 # Each product with the rate beside it: one statement for the catalogue or one product.
 _PRICED = sa.select(_P.c.product_code, _P.c.product_operator, _P.c.recharge_type, _P.c.name,
+                    _P.c.eng_name, _P.c.days, _P.c.data, _P.c.operator_code,
                     _P.c.price_tg, RATE).where(_P.c.is_active.is_(True))
 _ONE = _PRICED.where(_P.c.product_operator == sa.bindparam("op"), _P.c.recharge_type == sa.bindparam("rt"),
                      _P.c.product_code == sa.bindparam("code"))
@@ -41,6 +42,9 @@ def as_json(p, pr):
         "productOperator": p.product_operator,
         "rechargeType": p.recharge_type,
         "name": p.name,
+        "engName": p.eng_name,
+        "days": p.days,
+        "data": p.data,
         "priceTg": p.price_tg,
         "priceRmb": yuan(pr.total_fee),
         "totalFee": pr.total_fee,
@@ -48,7 +52,19 @@ def as_json(p, pr):
 
 
 def find_active(operator, recharge_type, code):
-    """The product on sale as (product_code, price_tg, rate as read), or None. The rate
-    is unchecked: pass it to pricing.checked_rate."""
+    """The product on sale as (product_code, price_tg, rate as read, the operator's code),
+    or None. The rate is unchecked: pass it to pricing.checked_rate."""
     row = db.session.connection().execute(_ONE, {"op": operator, "rt": recharge_type, "code": code}).first()
-    return row and (row.product_code, row.price_tg, row.rate)
+    return row and (row.product_code, row.price_tg, row.rate, row.operator_code or row.product_code)
+
+
+def operator_code_of(operator, recharge_type, code):
+    """The operator's code for one of our products (active or not); its own code when
+    it has none recorded, or when it is gone."""
+    found = db.session.connection().execute(_CODE, {"op": operator, "rt": recharge_type, "code": code}).scalar()
+    return found or code
+
+
+_CODE = sa.select(_P.c.operator_code).where(
+    _P.c.product_operator == sa.bindparam("op"), _P.c.recharge_type == sa.bindparam("rt"),
+    _P.c.product_code == sa.bindparam("code"))

@@ -6,7 +6,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from . import catalog, limits, phones
+from . import catalog, limits, live_prices, phones, vat
 from ..errors import Conflict, Invalid, NotFound
 from ..fulfil import breaker
 from ..extensions import db
@@ -24,18 +24,26 @@ def new_order_number():
     return "ORD" + utcnow().strftime("%Y%m%d%H%M%S") + f"{secrets.randbelow(10**8):08d}"
 
 
-def create(user, *, phone_number, operator, recharge_type, product_code, idempotency_key=None):
+def create(user, *, phone_number, operator, recharge_type, product_code, idempotency_key=None,
+           vat_register_no=None):
     if operator not in phones.SUPPORTED_OPERATORS:
         raise Invalid("unsupported_operator", f"we do not sell top-ups for {operator}")
     if recharge_type not in catalog.RECHARGE_TYPES:
         raise Invalid("invalid_recharge_type", "rechargeType must be VOICE or DATA")
     number = phones.check_operator(phone_number, operator)
     breaker.refuse_if_open(operator)  # no money taken for a top-up we cannot deliver now
+    if vat_register_no is not None:
+        vat_register_no = vat.normalize_register_no(vat_register_no)
+        if vat_register_no is None:
+            raise Invalid("invalid_vat_register_no", "vatRegisterNo must be a 7-digit company register "
+                                                     "number or 2 Cyrillic letters and 8 digits")
     found = catalog.find_active(operator, recharge_type, product_code)
     if found is None:
         raise Invalid("unknown_product", "no such product for this operator and type")
-    code, price_tg, rate = found
+    code, price_tg, rate, operator_code = found
     pr = price(price_tg, checked_rate(rate))  # PricingError: no rate, or no price for it
+    # The operator's live list for this number (cached): may refuse the product or its price.
+    live_prices.check(operator, number, recharge_type, operator_code, price_tg)
 
     # Counts valid creates only. Without a key the counters commit with the order: one
     # commit per order. With one they commit first, as the key's claim may roll back.
@@ -43,9 +51,9 @@ def create(user, *, phone_number, operator, recharge_type, product_code, idempot
     if idempotency_key:
         existing = _claim_idempotency_key(user.id, idempotency_key)
         if existing is not None:
-            asked = (number, operator, recharge_type, code)
+            asked = (number, operator, recharge_type, code, vat_register_no)
             had = (existing.phone_number, existing.product_operator, existing.recharge_type,
-                   existing.product_code)
+                   existing.product_code, existing.vat_register_no)
             if asked != had:
                 raise Invalid("idempotency_key_reused",
                                "this Idempotency-Key was used for a different order")
@@ -57,7 +65,8 @@ def create(user, *, phone_number, operator, recharge_type, product_code, idempot
         product_operator=operator, recharge_type=recharge_type, product_code=code,
         product_price_tg=pr.price_tg, product_price_rmb=pr.price_rmb, total_fee=pr.total_fee,
         exchange_rate=pr.rate, payment_status="unpaid", recharge_status="pending",
-        created_at=now, updated_at=now, version=0, submit_count=0)
+        created_at=now, updated_at=now, version=0, submit_count=0,
+        operator_code=operator_code, vat_register_no=vat_register_no)
     # Core, not the ORM unit of work: this is the busiest write path (bench/notes.md).
     conn = db.session.connection()
     conn.execute(_INSERT, order)
@@ -145,4 +154,14 @@ def as_json(o):
         "rechargedAt": iso(o.recharged_at),
         "refundedAt": iso(o.refunded_at),
         "createdAt": iso(o.created_at),
+        "vatRegisterNo": o.vat_register_no,
+        "receipt": receipt_json(o),
     }
+
+
+def receipt_json(o):
+    """The VAT e-receipt the operator gave with the top-up; None before (or without one)."""
+    if not (o.receipt_bill_id or o.receipt_lottery):
+        return None
+    return {"billId": o.receipt_bill_id, "lottery": o.receipt_lottery, "qrData": o.receipt_qr_data,
+            "amount": o.receipt_amount, "vat": o.receipt_vat}

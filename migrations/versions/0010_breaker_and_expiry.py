@@ -5,7 +5,7 @@ is open (shared by every worker and host). orders.closed_at stamps an unpaid ord
 closed after ORDER_TTL_SECONDS; the index walks unpaid orders by age for the sweep.
 
 Revision ID: 0010_breaker_and_expiry
-Revises: 0005_case_sensitive_keys
+Revises: 0006_unitel_catalogue
 Create Date: 2026-12-02
 """
 import sqlalchemy as sa
@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import mysql
 
 revision = "0010_breaker_and_expiry"
-down_revision = "0005_case_sensitive_keys"
+down_revision = "0006_unitel_catalogue"
 branch_labels = None
 depends_on = None
 

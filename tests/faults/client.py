@@ -113,15 +113,14 @@ class SandboxControl:
         return r.json().get("respdata") or {}
 
     def topup(self, request_id):
-        """The operator's status query: what it actually did for a request id."""
+        """The (sandbox's) status query: what the operator actually did for a journal id."""
         with self.lock:
             if self._token is None:
-                r = self.http.post(f"{self.url}/unitel/auth/token",
-                                   json={"username": "faults", "password": "faults"}, timeout=10)
+                r = self.http.post(f"{self.url}/unitel/auth", auth=("faults", "faults"), timeout=10)
                 r.raise_for_status()
                 self._token = r.json()["access_token"]
-        r = self.http.get(f"{self.url}/unitel/topups/{request_id}", timeout=10,
-                          headers={"Authorization": f"Bearer {self._token}"})
+        r = self.http.post(f"{self.url}/unitel/service/status", json={"journal_id": request_id}, timeout=10,
+                           headers={"Authorization": f"Bearer {self._token}"})
         if r.status_code == 404:
             return "NOT_FOUND"
         r.raise_for_status()

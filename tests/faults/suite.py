@@ -367,9 +367,10 @@ class Run:
             with self.lock:
                 sweeps = {p.pid: p for p in self.sweep_procs.values()}
             for port, age, head in self.opp.inflight(min_age=0.03):
-                rid = (re.search(rb'"requestId": ?"(ORD\d+)"', head) or re.search(rb"/topups/(ORD\d+)", head))
+                rid = re.search(rb'"journal_id": ?"(ORD\d+)"', head)
                 rid = rid.group(1).decode() if rid else "?"
-                if head.startswith(b"POST /unitel/topups") and age >= 0.15 and len(self.worker_kills) < want_workers \
+                if head.startswith((b"POST /unitel/service/recharge", b"POST /unitel/service/datapackage")) \
+                        and age >= 0.15 and len(self.worker_kills) < want_workers \
                         and time.monotonic() - last > 1.0:
                     pid = system.socket_owner(port, self.opp.port, workers)
                     if pid:
@@ -379,7 +380,7 @@ class Run:
                         self.faults["gunicorn worker SIGKILL mid operator call"] += 1
                         last = t
                         break
-                if head.startswith(b"GET /unitel/topups/") and len(self.sweep_kills) < want_sweeps:
+                if head.startswith(b"POST /unitel/service/status") and len(self.sweep_kills) < want_sweeps:
                     pid = system.socket_owner(port, self.opp.port, list(sweeps))
                     if pid:
                         self.killed_pids.add(pid)
