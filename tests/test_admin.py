@@ -391,7 +391,7 @@ def test_give_up_fails_and_refunds_an_order_the_operator_lost(make_app, client, 
     [refund] = sandbox.refunds()
     assert (refund["out_trade_no"], refund["refund_fee"]) == (n, row["total_fee"])
     assert sandbox.submits_for(n) == []  # asked once more, never sent a third time
-    assert operator_calls(n)[-2:] == ["status", "refund"]
+    assert operator_calls(n)[-3:] == ["status", "refund", "refund_query"]
     [ev] = events(n)
     assert (ev["event"], ev["actor"]) == ("admin_give_up", "admin:Bat")
     assert ev["note"].startswith("Unitel support: never arrived\n") and "payment refunded" in ev["note"]

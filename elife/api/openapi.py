@@ -240,7 +240,9 @@ def schemas():
                 "productPriceTg": {"type": "integer", "description": "MNT"},
                 "productPriceRmb": {"type": "string", "pattern": r"^[0-9]+\.[0-9]{2}$", "description": "yuan"},
                 "totalFee": {"type": "integer", "description": "fen"},
-                "paymentStatus": {"type": "string", "enum": list(PAYMENT_STATUSES)},
+                "paymentStatus": {"type": "string", "enum": list(PAYMENT_STATUSES),
+                                  "description": "refunding: WeChat accepted the refund of a failed "
+                                                 "top-up; refunded once WeChat confirms the money went back"},
                 "rechargeStatus": {"type": "string", "enum": list(RECHARGE_STATUSES)},
                 "paidAt": nullable_ts,
                 "rechargedAt": nullable_ts,
@@ -293,6 +295,25 @@ def schemas():
                 "attach": {"type": "string", "description": 'JSON: {"orderNumber": "..."}'},
                 "totalFee": {"type": "integer", "description": "fen"},
                 "cashFee": {"type": "integer", "description": "fen"},
+            },
+        },
+        "WeChatRefundNotice": {
+            "type": "object",
+            "description": ("A WeChat Pay (Cloud Hosting) refund notice, as WeChat sends it (the refund "
+                            "request names this path, with callback_type 2). Any body is recorded first; "
+                            "its outTradeNo and outRefundNo are checked against the order, and only "
+                            "WeChat's refund query (/_/pay/queryrefund saying SUCCESS) makes the order "
+                            "refunded -- never the body. A payment notice sent here changes nothing "
+                            "(recorded, answered, logged wrong_callback_path)."),
+            "properties": {
+                **{k: {"type": "string"} for k in (
+                    "returnCode", "appid", "mchId", "subAppid", "subMchId", "nonceStr", "transactionId",
+                    "outTradeNo", "refundId", "outRefundNo", "successTime", "refundRecvAccout",
+                    "refundAccount", "refundRequestSource")},
+                "refundStatus": {"type": "string", "enum": ["SUCCESS", "CHANGE", "REFUNDCLOSE"]},
+                "totalFee": {"type": "integer", "description": "fen"},
+                "refundFee": {"type": "integer", "description": "fen"},
+                "settlementRefundFee": {"type": "integer", "description": "fen"},
             },
         },
         "WeChatReply": {
@@ -466,6 +487,39 @@ def build_spec(settings):
                 "schema": {"type": "string"},
             }],
             "requestBody": _json_body("#/components/schemas/WeChatNotice", "the notice (any bytes are recorded)"),
+            "responses": {
+                "200": _json("recorded", {"$ref": "#/components/schemas/WeChatReply"}),
+                "400": _error("the body is not JSON, or not a WeChat Pay notice (recorded all the same)",
+                              ["malformed_json", "not_a_notice"]),
+                **({"403": _error("X-WX-SOURCE is missing: not from Cloud Hosting (recorded)",
+                                  ["not_from_platform"])} if settings.REQUIRE_WX_SOURCE else {}),
+                **_common(limit, body=True),
+            },
+        }},
+        "/payment/refund-callback/{orderNumber}": {"post": {
+            "tags": ["wechat"], "operationId": "refundCallback", "security": [],
+            "summary": "WeChat Pay's refund notice (Cloud Hosting, callback_type 2)",
+            "description": ("Every body is recorded, with the decision about it. The order becomes "
+                            "refunded only when WeChat's refund query says SUCCESS, and paid again, "
+                            "flagged refund_failed, when it says REFUNDCLOSE or CHANGE. The answer is "
+                            '{"errcode":0,"errmsg":"OK"} once recorded -- also for a notice that is '
+                            "not confirmed, names no order of ours, or is a payment notice sent to "
+                            'this path; {"errcode":1} when the refund query could not be asked, so '
+                            "that WeChat tries again. "
+                            + ("With REQUIRE_WX_SOURCE only requests carrying X-WX-SOURCE are accepted."
+                               if settings.REQUIRE_WX_SOURCE else "")),
+            "parameters": [{
+                "name": "orderNumber", "in": "path", "required": True,
+                "description": "the order whose refund it is (any text is recorded)",
+                "schema": {"type": "string"},
+            }, {
+                "name": "X-WX-SOURCE", "in": "header", "required": bool(settings.REQUIRE_WX_SOURCE),
+                "description": "set by WeChat Cloud Hosting" + ("; required (REQUIRE_WX_SOURCE)"
+                                                                if settings.REQUIRE_WX_SOURCE else ""),
+                "schema": {"type": "string"},
+            }],
+            "requestBody": _json_body("#/components/schemas/WeChatRefundNotice",
+                                      "the notice (any bytes are recorded)"),
             "responses": {
                 "200": _json("recorded", {"$ref": "#/components/schemas/WeChatReply"}),
                 "400": _error("the body is not JSON, or not a WeChat Pay notice (recorded all the same)",

@@ -1,9 +1,10 @@
-"""POST /payment/create, and WeChat's pay notice: answered {"errcode": 0} once it is on
-record (also when it was rejected and flagged), so WeChat stops retrying."""
+"""POST /payment/create, and WeChat's pay and refund notices: answered {"errcode": 0} once
+on record (also when rejected, flagged, or sent to the wrong path), so WeChat stops
+retrying; {"errcode": 1} when WeChat's own query could not be asked, so it retries."""
 from flask import Blueprint, jsonify, request
 
 from ..shop import limits, orders
-from ..fulfil import payments
+from ..fulfil import payments, refund_notices
 from .auth import current_user
 from .errors import from_domain
 from .common import client_ip, json_object, order_number_or_404, string_field
@@ -27,6 +28,14 @@ def create():
 @bp.post("/callback/<order_number>")
 def callback(order_number):
     verdict = payments.handle_callback(order_number, request.get_data(cache=False), request.headers)
+    if verdict.refused is not None:
+        raise from_domain(verdict.refused)
+    return jsonify(RETRY if verdict.retry_later else OK)
+
+
+@bp.post("/refund-callback/<order_number>")
+def refund_callback(order_number):
+    verdict = refund_notices.handle_refund_notice(order_number, request.get_data(cache=False), request.headers)
     if verdict.refused is not None:
         raise from_domain(verdict.refused)
     return jsonify(RETRY if verdict.retry_later else OK)

@@ -26,6 +26,7 @@ DELAY_MAX_MAX = 60
 PENDING_COUNT_MAX = 10
 PENDING_MINUTES_MAX = 30
 PENDING_AFTER = timedelta(minutes=5)
+PAID_STATUSES = ("paid", "refunding", "refunded")  # paid at some point
 
 
 def _seconds_between(start, end):
@@ -41,12 +42,12 @@ def _pct(part, whole):
 
 
 def success_rate(now, hours):
-    """Query 1: recharge status of orders paid in the window (refunded ones count too:
-    they were paid, and their recharge failed)."""
+    """Query 1: recharge status of orders paid in the window (refunding and refunded ones
+    count too: they were paid, and their recharge failed)."""
     since = now - timedelta(hours=hours)
     rows = db.session.execute(
         sa.select(Order.recharge_status, sa.func.count())
-        .where(Order.paid_at >= since, Order.payment_status.in_(("paid", "refunded")))
+        .where(Order.paid_at >= since, Order.payment_status.in_(PAID_STATUSES))
         .group_by(Order.recharge_status)).all()
     total = sum(n for _, n in rows)
     by_status = [{"rechargeStatus": st, "count": n, "percentage": str(_pct(n, total))}
