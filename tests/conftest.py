@@ -173,6 +173,15 @@ class Sandbox:
         return requests.post(f"{self.url}/wechat/_refund_settle/{order_number}",
                              json={"result": result, "notify": notify}, timeout=30)
 
+    def notices_delivered(self, timeout=5):
+        """Wait until every refund notice the sandbox sends on its own (refund mode
+        success) has been delivered or has failed to be: nothing lands later."""
+        deadline = time.monotonic() + timeout
+        while any(r.get("status") == "SUCCESS" and r.get("path") and r.get("notified") is None
+                  for r in self.refunds()):
+            assert time.monotonic() < deadline, "a refund notice was never delivered"
+            time.sleep(0.05)
+
     def bill_extra(self, **row):
         r = requests.post(f"{self.url}/wechat/_bill_extra", json=row, timeout=5)
         r.raise_for_status()

@@ -187,7 +187,8 @@ def test_reports_json_is_all_reports(client, app, customer, order):
     r = client.get("/admin/reports.json", headers=ADMIN)
     data = r.get_json()
     expected = reports.all_reports()
-    assert set(data) == set(expected) == {"generatedAt", "successRate", "anomalies", "delay", "pending", "alert"}
+    assert set(data) == set(expected) == {"generatedAt", "successRate", "anomalies", "delay", "pending",
+                                          "reconciliation", "alert"}
     for key in ("successRate", "anomalies", "delay"):
         assert data[key] == expected[key], key
     assert data["anomalies"]["items"][0]["reason"] == "amount_mismatch"

@@ -85,3 +85,28 @@ def test_openids_and_idempotency_keys_are_case_sensitive(client):
     r2 = client.post("/orders", json=SEED_ORDER, headers={**h, "Idempotency-Key": "ABC"})
     assert (r1.status_code, r2.status_code) == (201, 201)
     assert r1.get_json()["orderNumber"] != r2.get_json()["orderNumber"]
+
+
+def test_downgrade_of_the_refunds_and_reconciliation_revision(migrating_app, client, customer, sandbox):
+    """Down to 0005 and up again: the tables and columns go and come back, and an order
+    still refunding is left paid (its recharge failed), which the older code refunds."""
+    from conftest import SEED_ORDER
+    n = client.post("/orders", json=SEED_ORDER, headers=customer).get_json()["orderNumber"]
+    with db.engine.begin() as c:
+        c.execute(sa.text("UPDATE orders SET payment_status = 'refunding', recharge_status = 'failed', "
+                          "refund_requested_at = paid_at WHERE order_number = :n"), {"n": n})
+    tables = set(sa.inspect(db.engine).get_table_names())
+    assert {"reconciliations", "reconciliation_breaks"} <= tables
+    assert {"idx_orders_refunding", "idx_orders_refunded_at"} <= _indexes()
+    downgrade(revision="0005_case_sensitive_keys")
+    db.engine.dispose()
+    assert not {"reconciliations", "reconciliation_breaks"} & set(sa.inspect(db.engine).get_table_names())
+    assert "refund_requested_at" not in _columns()
+    assert not {"idx_orders_refunding", "idx_orders_refunded_at"} & _indexes()
+    with db.engine.connect() as c:
+        assert c.execute(sa.text("SELECT payment_status FROM orders WHERE order_number = :n"),
+                         {"n": n}).scalar() == "paid"
+    assert "missing table reconciliations" in problems()
+    upgrade()
+    db.engine.dispose()
+    assert problems() == []

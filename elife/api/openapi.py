@@ -113,7 +113,8 @@ def _admin_responses(ok, *, codes400=None, codes404=False, codes409=None, html_o
     out["403"] = _error("a wrong admin token, or a cookie-authenticated form without its CSRF token",
                         ADMIN_403, html=True)
     if codes404:
-        out["404"] = _error("no such order", ["order_not_found"], html=True)
+        out["404"] = (_error("no such order", ["order_not_found"], html=True) if codes404 is True
+                      else _error("no such reconciliation day (or break)", codes404, html=True))
     if codes409:
         out["409"] = _error("the order is not in a state that allows this action", codes409, html=True)
     out["503"] = _error("the database is unavailable for a moment", ["database_unavailable"],
@@ -532,7 +533,8 @@ def build_spec(settings):
         # -- the operator's page ----------------------------------------------------------
         "/admin": {"get": {
             "tags": ["admin"], "operationId": "adminIndex", "security": _admin_security(),
-            "summary": "the operator's page: the four reports with charts, and the anomalies",
+            "summary": "the operator's page: the four reports with charts, the reconciliation days, "
+                       "and the anomalies",
             "parameters": _window_params() + [
                 {"name": "m", "in": "query", "required": False, "schema": {"type": "string"},
                  "description": "a signed message to show (set by the actions' redirects)"}],
@@ -542,18 +544,19 @@ def build_spec(settings):
         }},
         "/admin/reports.json": {"get": {
             "tags": ["admin"], "operationId": "adminReports", "security": _admin_security(),
-            "summary": "the four reports as JSON",
+            "summary": "the four reports and the reconciliation's state as JSON",
             "parameters": _window_params(),
             "responses": _admin_responses(
-                {"200": _json("generatedAt, successRate, anomalies, delay, pending, alert",
+                {"200": _json("generatedAt, successRate, anomalies, delay, pending, reconciliation, alert",
                               {"type": "object",
                                "required": ["generatedAt", "successRate", "anomalies", "delay", "pending",
-                                            "alert"],
+                                            "reconciliation", "alert"],
                                "properties": {"generatedAt": {"type": "string", "format": "date-time"},
                                               "successRate": {"type": "object"},
                                               "anomalies": {"type": "object"},
                                               "delay": {"type": "object"},
                                               "pending": {"type": "object"},
+                                              "reconciliation": {"type": "object"},
                                               "alert": {"type": "boolean"}}})},
                 codes400=["invalid_parameter"]),
         }},
@@ -620,6 +623,50 @@ def build_spec(settings):
                 codes404=True),
         }},
     }
+    day_param = {"name": "day", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]{8}$"},
+                 "description": "WeChat's bill day, YYYYMMDD, China time (UTC+8)"}
+    paths["/admin/reconciliations/{day}"] = {"get": {
+        "tags": ["admin"], "operationId": "adminReconciliation", "security": _admin_security(),
+        "summary": "one reconciled bill day: both sides' counts and sums, and its breaks",
+        "parameters": [day_param, {"name": "m", "in": "query", "required": False, "schema": {"type": "string"},
+                                   "description": "a signed message to show"}],
+        "responses": _admin_responses(
+            {"200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}},
+            codes404=["reconciliation_not_found"]),
+    }}
+    paths["/admin/reconciliations/{day}.json"] = {"get": {
+        "tags": ["admin"], "operationId": "adminReconciliationJson", "security": _admin_security(),
+        "summary": "one reconciled bill day as JSON, with every break (open first)",
+        "parameters": [day_param],
+        "responses": _admin_responses(
+            {"200": _json("date, state, openBreaks, breaksFound, runs, lastRunAt, wechat, ours, breaks",
+                          {"type": "object",
+                           "required": ["date", "state", "openBreaks", "breaksFound", "wechat", "ours", "breaks"],
+                           "properties": {"date": {"type": "string", "pattern": "^[0-9]{8}$"},
+                                          "state": {"type": "string", "enum": ["balanced", "breaks", "resolved"]},
+                                          "openBreaks": {"type": "integer"}, "breaksFound": {"type": "integer"},
+                                          "wechat": {"type": "object"}, "ours": {"type": "object"},
+                                          "breaks": {"type": "array", "items": {"type": "object"}}}})},
+            codes404=["reconciliation_not_found"]),
+    }}
+    paths["/admin/reconciliations/{day}/breaks/{breakId}/resolve"] = {"post": {
+        "tags": ["admin"], "operationId": "adminResolveBreak", "security": _admin_security(),
+        "summary": "close one open break of the day with a note (required)",
+        "description": ("A browser is redirected back to the day's page with a message, also when the "
+                        "action is refused; an API client gets a JSON error."),
+        "parameters": [day_param, {"name": "breakId", "in": "path", "required": True,
+                                   "schema": {"type": "integer"}, "description": "the break's id"}],
+        "requestBody": _form_body({
+            "name": {"type": "string", "maxLength": 40, "description": "who, for the record"},
+            "note": {"type": "string", "maxLength": 1000, "description": "what was found, what was done"},
+            "csrf_token": {"type": "string", "description": "required with the login cookie"},
+        }, required=["note"]),
+        "responses": _admin_responses(
+            {"303": {"description": "done (or, for a browser, refused): to the day's page",
+                     "headers": {"Location": {"schema": {"type": "string"}}}}},
+            codes400=["missing_note", "note_too_long"],
+            codes404=["reconciliation_not_found", "break_not_found"], codes409=["break_already_resolved"]),
+    }}
     actions = {
         "reconcile": ("ask the operator again about an unknown or processing recharge",
                       ["not_reconcilable"], False),

@@ -23,6 +23,7 @@ What the Cloud Hosting pages do not spell out, taken from the v2 API they wrap
 """
 import json
 import logging
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -343,6 +344,7 @@ _COLUMNS = {  # our name: the header names WeChat uses for it (current layout, o
     "refund_fee": ("退款金额",), "applied_refund_fee": ("申请退款金额",), "refund_id": ("微信退款单号",),
     "out_refund_no": ("商户退款单号",), "refund_status": ("退款状态",),
 }
+_AMOUNT = re.compile(r"[0-9]{1,12}(\.[0-9]{1,5})?")  # yuan as WeChat writes it: 10.50, 0.01000
 _REQUIRED = ("time", "transaction_id", "out_trade_no", "state", "settlement_fee", "refund_fee",
              "refund_id", "out_refund_no")
 
@@ -350,11 +352,13 @@ _REQUIRED = ("time", "transaction_id", "out_trade_no", "state", "settlement_fee"
 def yuan_to_fen(text):
     """'10.50' -> 1050, exactly (Decimal, never float); BillFormatError unless the amount
     is a whole number of fen."""
+    if not isinstance(text, str) or not _AMOUNT.fullmatch(text.strip()):
+        raise BillFormatError(f"not an amount in yuan: {str(text)[:20]!r}")
     try:
         fen = Decimal(text.strip()).scaleb(2)
-    except (InvalidOperation, AttributeError):
+    except InvalidOperation:
         raise BillFormatError(f"not an amount: {str(text)[:20]!r}") from None
-    if not fen.is_finite() or fen != fen.to_integral_value():
+    if fen != fen.to_integral_value():
         raise BillFormatError(f"not a whole number of fen: {text[:20]!r}")
     return int(fen)
 

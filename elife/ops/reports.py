@@ -1,10 +1,13 @@
-"""The seed's four monitoring queries, on our columns, shared by `flask elife report`
-and /admin. Each has its alert threshold beside it.
+"""The seed's four monitoring queries, on our columns, and the reconciliation's state,
+shared by `flask elife report` and /admin. Each has its alert threshold beside it.
 
   1. recharge success rate of paid orders          alert below 95 %
   2. anomalies by reason and day                    alert above 1 % of a day's orders
   3. recharge delay (paid -> claim, paid -> success) alert avg > 5 s or max > 60 s
   4. orders waiting for compensation               alert more than 10, or oldest > 30 min
+  5. the daily reconciliation with WeChat's bill   alert when a day with orders, older
+                                                   than two days (China time), was never
+                                                   reconciled
 
 Windows keep every query on an index range (never the whole table): the last
 `hours` for 1 and 3 (the seed's query 3 uses 24 h), the last `days` for 2.
@@ -15,7 +18,8 @@ from decimal import ROUND_HALF_UP, Decimal
 import sqlalchemy as sa
 
 from ..extensions import db
-from ..models import OperatorCall, Order
+from ..fulfil import reconcile
+from ..models import OperatorCall, Order, Reconciliation, ReconciliationBreak
 from ..shop.phones import mask
 from ..timeutil import iso, utcnow
 
@@ -26,7 +30,8 @@ DELAY_MAX_MAX = 60
 PENDING_COUNT_MAX = 10
 PENDING_MINUTES_MAX = 30
 PENDING_AFTER = timedelta(minutes=5)
-PAID_STATUSES = ("paid", "refunding", "refunded")  # paid at some point
+PAID_STATUSES = reconcile.PAID_STATUSES  # paid at some point
+UNRECONCILED_AFTER_DAYS = 2
 
 
 def _seconds_between(start, end):
@@ -124,6 +129,39 @@ def pending_compensation(now):
             "threshold": f"pending <= {PENDING_COUNT_MAX} and oldest <= {PENDING_MINUTES_MAX} min"}
 
 
+def reconciliation(now, days):
+    """5: the last bill day reconciled and its state now (open breaks: "breaks"; all
+    closed by a person: "resolved"), and the days of the window older than two days
+    (China time) that had orders and were never reconciled."""
+    today = reconcile.china_today(now)
+    last = db.session.execute(sa.select(Reconciliation).order_by(Reconciliation.bill_date.desc())
+                              .limit(1)).scalar_one_or_none()
+    open_breaks, state = 0, None
+    if last is not None:
+        open_breaks = db.session.execute(sa.select(sa.func.count()).select_from(ReconciliationBreak).where(
+            ReconciliationBreak.bill_date == last.bill_date, ReconciliationBreak.resolved_at.is_(None))).scalar()
+        state = "breaks" if open_breaks else ("resolved" if last.breaks_found else "balanced")
+    oldest, newest = today - timedelta(days=days), today - timedelta(days=UNRECONCILED_AFTER_DAYS + 1)
+    done = set(db.session.execute(sa.select(Reconciliation.bill_date).where(
+        Reconciliation.bill_date >= oldest, Reconciliation.bill_date <= newest)).scalars())
+    missing = []
+    day = newest
+    while day >= oldest:
+        if day not in done:
+            start, end = reconcile.utc_window(day)
+            if db.session.execute(sa.select(Order.id).where(Order.created_at >= start, Order.created_at < end)
+                                  .limit(1)).first() is not None:
+                missing.append(str(day))
+        day -= timedelta(days=1)
+    return {"lastDay": str(last.bill_date) if last else None, "state": state, "openBreaks": open_breaks,
+            "lastRunAt": iso(last.last_run_at) if last else None, "unreconciledDays": missing,
+            "alert": bool(missing),
+            "threshold": f"every day with orders reconciled within {UNRECONCILED_AFTER_DAYS} days (China time)"}
+
+
+SECTIONS = ("successRate", "anomalies", "delay", "pending", "reconciliation")
+
+
 def all_reports(hours=24, days=7, now=None):
     now = now or utcnow()
     out = {
@@ -132,9 +170,10 @@ def all_reports(hours=24, days=7, now=None):
         "anomalies": anomalies_by_day(now, days),
         "delay": recharge_delay(now, hours),
         "pending": pending_compensation(now),
+        "reconciliation": reconciliation(now, days),
     }
     db.session.commit()
-    out["alert"] = any(out[k]["alert"] for k in ("successRate", "anomalies", "delay", "pending"))
+    out["alert"] = any(out[k]["alert"] for k in SECTIONS)
     return out
 
 
@@ -165,6 +204,12 @@ def as_table(rep):
     lines.append(f"\n4. waiting for compensation ({pc['threshold']}){'  ALERT' if pc['alert'] else ''}")
     lines.append(f"   pending: {pc['pendingCount']}   oldest paid at: {pc['oldestPaidAt'] or '-'}   "
                  f"delay: {pc['delayMinutes']} min   unknown/processing: {pc['unclearCount']}")
+    rc = rep["reconciliation"]
+    lines.append(f"\n5. reconciliation with WeChat's bill ({rc['threshold']}){'  ALERT' if rc['alert'] else ''}")
+    lines.append(f"   last reconciled day: {rc['lastDay'] or 'never'}" + (
+        f"   state: {rc['state']}   open breaks: {rc['openBreaks']}" if rc["lastDay"] else ""))
+    if rc["unreconciledDays"]:
+        lines.append("   never reconciled: " + ", ".join(rc["unreconciledDays"]))
     lines.append("\nALERT: a threshold is crossed" if rep["alert"] else "\nall within thresholds")
     return "\n".join(lines)
 

@@ -6,6 +6,7 @@ them (the sandbox contract in shared/design.md):
   answered from now on. `success` accepts, settles at once and delivers the refund
   notice (in the background, as WeChat does); `processing` accepts and leaves the refund
   PROCESSING; `fail` refuses the request itself (NOTENOUGH: the merchant balance is short).
+  The notice of a refund settled at once leaves NOTICE_DELAY after the answer.
 - POST /wechat/_refund_settle/<outTradeNo> {"result": "SUCCESS|REFUNDCLOSE|CHANGE",
   "notify": true}: settles the trade's PROCESSING refund and delivers its notice,
   answering with the service's reply (`"notify": false`: a lost notice).
@@ -38,6 +39,7 @@ BILL_HEADER = ("交易时间,公众账号ID,商户号,特约商户号,设备号,
                "退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注")
 TOTALS_HEADER = "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额"
 RATE = Decimal("0.006")  # the fee WeChat keeps, 0.60 %
+NOTICE_DELAY = 0.3  # seconds between a refund settled at once and its notice
 
 
 def reset(state):
@@ -97,9 +99,12 @@ def register(app, state, pay_body, resp, service_url):
         return reply
 
     def deliver_later(r, trade):
+        """As WeChat does: after the refund call was answered (and a moment later, so the
+        caller's own refund query usually comes first); never after a reset."""
         generation = state.generation
 
         def run():
+            time.sleep(NOTICE_DELAY)
             if state.generation == generation:
                 deliver(r, trade)
         threading.Thread(target=run, daemon=True).start()
