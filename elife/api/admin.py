@@ -1,5 +1,5 @@
-"""The operator's page: the four reports with charts, the anomalies with their audit
-trail, and the actions a person may take on an order.
+"""The operator's page: the reports with charts, the anomalies with their audit trail,
+the actions a person may take on an order, and the reconciliation days.
 
 Who gets in:
 - API clients: `Authorization: Bearer <ADMIN_TOKEN>` (401 without it, 403 when wrong);

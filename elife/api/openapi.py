@@ -474,7 +474,8 @@ def build_spec(settings):
                             '{"errcode":0,"errmsg":"OK"} once the notice is recorded -- also when it '
                             "was rejected and the order flagged, or names no order of ours -- so that "
                             'WeChat stops retrying; {"errcode":1} when WeChat\'s order query could not '
-                            "confirm the payment, so that WeChat tries again. "
+                            "confirm the payment, so that WeChat tries again. A refund notice sent here "
+                            "changes nothing (recorded, answered, logged wrong_callback_path). "
                             + ("With REQUIRE_WX_SOURCE only requests carrying X-WX-SOURCE (set by Cloud "
                                "Hosting) are accepted." if settings.REQUIRE_WX_SOURCE else "")),
             "parameters": [{

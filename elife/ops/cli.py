@@ -5,7 +5,7 @@ import sys
 import click
 from flask.cli import AppGroup
 
-elife_cli = AppGroup("elife", help="eLife operations: seed data, the sweep, reports.")
+elife_cli = AppGroup("elife", help="eLife operations: seed data, the sweep, reports, the reconciliation.")
 
 
 @elife_cli.command("seed")
@@ -85,7 +85,8 @@ def reconcile_table(result):
 @click.option("--hours", default=24, show_default=True, help="window for success rate and delay")
 @click.option("--days", default=7, show_default=True, help="window for anomalies by day")
 def report_command(as_json, hours, days):
-    """The four monitoring reports; exit code 2 when an alert threshold is crossed."""
+    """The four monitoring reports and the reconciliation's state; exit code 2 when an
+    alert threshold is crossed (a day older than two days never reconciled is one)."""
     from . import reports
     rep = reports.all_reports(hours=hours, days=days)
     click.echo(json.dumps(rep, ensure_ascii=False, indent=2) if as_json else reports.as_table(rep))
