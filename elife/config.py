@@ -72,6 +72,7 @@ class Settings:
     WECHAT_ENV_ID: str = _setting("")
     WECHAT_SERVICE_NAME: str = _setting("elife-backend", doc="container that gets callbacks")
     WECHAT_TIMEOUT: float = _setting(1.0, float, "seconds; WeChat gives a callback 5 s in all")
+    WECHAT_BILL_TIMEOUT: float = _setting(30.0, float, "seconds to read a day's bill (reconcile)")
     TRUST_WX_HEADERS: bool = _setting(False, _bool)
     REQUIRE_WX_SOURCE: bool = _setting(False, _bool)
 

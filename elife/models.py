@@ -1,6 +1,5 @@
 """Tables. Column names are the seed's, in snake_case; state changes of an order are
-made only by conditional UPDATEs in payments.py and recharge.py, never by ORM dirty
-tracking."""
+made only by the conditional UPDATEs in fulfil/state.py, never by ORM dirty tracking."""
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
@@ -15,7 +14,9 @@ def ExactString(length):
     return sa.String(length).with_variant(
         mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb")
 
-PAYMENT_STATUSES = ("unpaid", "paid", "refunded", "closed")
+# refunding: WeChat accepted our refund request; refunded only once WeChat confirms it.
+# closed: unpaid past ORDER_TTL_SECONDS, closed at WeChat.
+PAYMENT_STATUSES = ("unpaid", "paid", "refunding", "refunded", "closed")
 RECHARGE_STATUSES = ("pending", "processing", "success", "failed", "unknown")
 
 
@@ -74,6 +75,10 @@ class Order(db.Model):
         sa.Index("idx_orders_paid_at", "paid_at"),
         # Sweep: unpaid orders past ORDER_TTL_SECONDS, walked by (created_at, id).
         sa.Index("idx_orders_payment_status_created", "payment_status", "created_at", "id"),
+        # The sweep's refund query (refunding, by when WeChat accepted the request), and
+        # the daily reconciliation's refunds of a day.
+        sa.Index("idx_orders_refunding", "payment_status", "refund_requested_at", "id"),
+        sa.Index("idx_orders_refunded_at", "refunded_at"),
     )
     id = db.Column(BigId, primary_key=True, autoincrement=True)
     order_number = db.Column(db.String(32), nullable=False)
@@ -114,6 +119,10 @@ class Order(db.Model):
     receipt_qr_data = db.Column(db.Text)
     receipt_amount = db.Column(db.String(32))
     receipt_vat = db.Column(db.String(32))
+    # refunds_and_reconciliation: when WeChat last answered a refund request of ours
+    # (accepted it, or refused it). Set, the sweep leaves the refund to the refund query
+    # or to a person; never set, the request never reached WeChat and the sweep sends it.
+    refund_requested_at = db.Column(Timestamp)
 
 
 class PaymentNotice(db.Model):
@@ -199,3 +208,45 @@ class OperatorBreaker(db.Model):
     failures = db.Column(db.Integer, nullable=False, default=0)
     opened_at = db.Column(Timestamp)
     updated_at = db.Column(Timestamp, nullable=False, default=utcnow)
+
+
+class Reconciliation(db.Model):
+    """One China-time day of WeChat's bill compared with our orders: both sides' counts
+    and sums (fen), and how the last run ended."""
+    __tablename__ = "reconciliations"
+    __table_args__ = (sa.UniqueConstraint("bill_date", name="uq_reconciliations_bill_date"),)
+    id = db.Column(BigId, primary_key=True, autoincrement=True)
+    bill_date = db.Column(sa.Date, nullable=False)  # WeChat's bill day, in China time (UTC+8)
+    status = db.Column(db.String(16), nullable=False)  # balanced | breaks
+    wechat_trades = db.Column(db.Integer, nullable=False, default=0)
+    wechat_fee = db.Column(db.BigInteger, nullable=False, default=0)
+    wechat_refunds = db.Column(db.Integer, nullable=False, default=0)
+    wechat_refund_fee = db.Column(db.BigInteger, nullable=False, default=0)
+    our_trades = db.Column(db.Integer, nullable=False, default=0)
+    our_fee = db.Column(db.BigInteger, nullable=False, default=0)
+    our_refunds = db.Column(db.Integer, nullable=False, default=0)
+    our_refund_fee = db.Column(db.BigInteger, nullable=False, default=0)
+    breaks_found = db.Column(db.Integer, nullable=False, default=0)
+    runs = db.Column(db.Integer, nullable=False, default=0)
+    first_run_at = db.Column(Timestamp, nullable=False, default=utcnow)
+    last_run_at = db.Column(Timestamp, nullable=False, default=utcnow)
+
+
+class ReconciliationBreak(db.Model):
+    """One difference between WeChat's bill and our orders, kept until a person closes
+    it (resolved_at/by/note). `ours` and `theirs` are JSON: fen, or null for no such
+    record on that side (totals_mismatch: the fields that differ)."""
+    __tablename__ = "reconciliation_breaks"
+    __table_args__ = (sa.Index("idx_reconciliation_breaks_day", "bill_date", "resolved_at", "id"),
+                      sa.Index("idx_reconciliation_breaks_order", "order_number"))
+    id = db.Column(BigId, primary_key=True, autoincrement=True)
+    bill_date = db.Column(sa.Date, nullable=False)
+    kind = db.Column(db.String(32), nullable=False)
+    order_number = db.Column(db.String(64))  # out_trade_no; None for totals_mismatch
+    ours = db.Column(db.String(255))
+    theirs = db.Column(db.String(255))
+    detail = db.Column(db.String(500))
+    found_at = db.Column(Timestamp, nullable=False, default=utcnow)
+    resolved_at = db.Column(Timestamp)
+    resolved_by = db.Column(db.String(64))
+    resolved_note = db.Column(db.Text)

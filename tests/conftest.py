@@ -27,8 +27,9 @@ ON_MYSQL = bool(TEST_DB_URL)
 mysql_only = pytest.mark.skipif(not ON_MYSQL, reason="MariaDB only: set ELIFE_TEST_DATABASE_URL")
 
 # Tables in delete order (children first); alembic_version is never touched.
-TABLES = ("operator_breakers", "rate_limits", "operator_price_lists", "idempotency_keys", "order_events",
-          "operator_calls", "payment_notices", "orders", "exchange_rates", "products", "users")
+TABLES = ("reconciliation_breaks", "reconciliations", "operator_breakers", "rate_limits", "operator_price_lists",
+          "idempotency_keys", "order_events", "operator_calls", "payment_notices", "orders", "exchange_rates",
+          "products", "users")
 
 
 def free_port():
@@ -182,6 +183,28 @@ class Sandbox:
 
     def wechat_down(self, *calls):
         requests.post(f"{self.url}/wechat/_down", json={"calls": list(calls)}, timeout=5).raise_for_status()
+
+    def refund_mode(self, mode):
+        requests.post(f"{self.url}/wechat/_refund_mode", json={"mode": mode}, timeout=5).raise_for_status()
+
+    def refund_settle(self, order_number, result="SUCCESS", notify=True):
+        """WeChat settles the trade's PROCESSING refund and delivers its notice (the reply)."""
+        return requests.post(f"{self.url}/wechat/_refund_settle/{order_number}",
+                             json={"result": result, "notify": notify}, timeout=30)
+
+    def notices_delivered(self, timeout=5):
+        """Wait until every refund notice the sandbox sends on its own (refund mode
+        success) has been delivered or has failed to be: nothing lands later."""
+        deadline = time.monotonic() + timeout
+        while any(r.get("status") == "SUCCESS" and r.get("path") and r.get("notified") is None
+                  for r in self.refunds()):
+            assert time.monotonic() < deadline, "a refund notice was never delivered"
+            time.sleep(0.05)
+
+    def bill_extra(self, **row):
+        r = requests.post(f"{self.url}/wechat/_bill_extra", json=row, timeout=5)
+        r.raise_for_status()
+        return r.json()
 
 
 @pytest.fixture(scope="session")

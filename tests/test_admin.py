@@ -187,7 +187,8 @@ def test_reports_json_is_all_reports(client, app, customer, order):
     r = client.get("/admin/reports.json", headers=ADMIN)
     data = r.get_json()
     expected = reports.all_reports()
-    assert set(data) == set(expected) == {"generatedAt", "successRate", "anomalies", "delay", "pending", "alert"}
+    assert set(data) == set(expected) == {"generatedAt", "successRate", "anomalies", "delay", "pending",
+                                          "reconciliation", "alert"}
     for key in ("successRate", "anomalies", "delay"):
         assert data[key] == expected[key], key
     assert data["anomalies"]["items"][0]["reason"] == "amount_mismatch"
@@ -393,7 +394,7 @@ def test_give_up_fails_and_refunds_an_order_the_operator_lost(make_app, client, 
     [refund] = sandbox.refunds()
     assert (refund["out_trade_no"], refund["refund_fee"]) == (n, row["total_fee"])
     assert sandbox.submits_for(n) == []  # asked once more, never sent a third time
-    assert operator_calls(n)[-2:] == ["status", "refund"]
+    assert operator_calls(n)[-3:] == ["status", "refund", "refund_query"]
     [ev] = events(n)
     assert (ev["event"], ev["actor"]) == ("admin_give_up", "admin:Bat")
     assert ev["note"].startswith("Unitel support: never arrived\n") and "payment refunded" in ev["note"]

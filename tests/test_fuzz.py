@@ -32,7 +32,7 @@ from flask import request, request_started
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import SEED_ORDER, TABLES, login, row_counts
+from conftest import SEED_ORDER, TABLES, login, order_row, row_counts
 from elife.api import admin_session
 from elife.shop import phones
 from elife.api.orders import CLIENT_PRICE_FIELDS
@@ -571,6 +571,55 @@ def test_fuzz_payment_callback(fz, fees, data):
         assert r.get_json() in ({"errcode": 0, "errmsg": "OK"}, {"errcode": 1, "errmsg": "try again later"})
 
 
+# -- POST /payment/refund-callback/<orderNumber> ------------------------------------------------------
+
+REFUND_NOTICE_TEMPLATE = {
+    "returnCode": "SUCCESS", "appid": "wxsandbox000000000", "mchId": "1800000000", "nonceStr": "5K8264ILTKCH16CQ",
+    "transactionId": "4200000000000000000000000000", "refundId": "50300000000000000000000001",
+    "refundStatus": "SUCCESS", "successTime": "2026-01-18 10:00:00", "refundRecvAccout": "支付用户零钱",
+}
+
+
+@pytest.fixture
+def refund_orders(client, customer, order, sandbox):
+    """{order number: totalFee}: unpaid; paid and recharged; a refund WeChat is still on."""
+    done = new_order(client, customer, productCode="1000")
+    pay_in_sandbox(client, customer, sandbox, done["orderNumber"])
+    sandbox.refund_mode("processing")
+    sandbox.mode("fail", "88000003")
+    refunding = new_order(client, customer, phoneNumber="88000003")
+    pay_in_sandbox(client, customer, sandbox, refunding["orderNumber"])
+    return {o["orderNumber"]: o["totalFee"] for o in (order, done, refunding)}
+
+
+@fuzz(150)
+@given(data=st.data())
+def test_fuzz_refund_callback(fz, refund_orders, data):
+    """Whatever a refund notice says, only WeChat's refund query settles a refund: here it
+    stays PROCESSING, so no order ever changes."""
+    n = data.draw(st.sampled_from(sorted(refund_orders)))
+    fee = refund_orders[n]
+    notice = {**REFUND_NOTICE_TEMPLATE, "outTradeNo": n, "outRefundNo": "R" + n, "totalFee": fee,
+              "refundFee": fee, "settlementRefundFee": fee}
+    for field in list(notice):
+        how = data.draw(st.integers(0, 12))
+        if how == 10:
+            notice[field] = data.draw(BAD_VALUES)
+        elif how == 11:
+            del notice[field]
+    path_number = data.draw(mostly(st.just(n), quoted(order_number_texts(sorted(refund_orders))), 7))
+    body = data.draw(mostly(st.sampled_from(["ascii", "raw"]).map(lambda how: encode(notice, how)),
+                            bodies(st.dictionaries(texts(8), JSON_ANY, max_size=5)), 7))
+    with fz.app.app_context():
+        before = {m: dict(order_row(m)) for m in refund_orders}
+    r = fz.send("POST", f"/payment/refund-callback/{path_number}", data=body,
+                headers={"Content-Type": "application/json"}, ignore={"payment_notices", "operator_calls"})
+    if r.status_code == 200:
+        assert r.get_json() in ({"errcode": 0, "errmsg": "OK"}, {"errcode": 1, "errmsg": "try again later"})
+    with fz.app.app_context():
+        assert {m: dict(order_row(m)) for m in refund_orders} == before
+
+
 def test_fuzzed_callbacks_never_submit_twice(client, customer, order, sandbox, fz):
     """After a storm of generated notices for one paid order, the operator saw it once."""
     lost = new_order(client, customer, productCode="3000")
@@ -610,6 +659,7 @@ def admin_orders(client, customer, order, sandbox):
     sandbox.mode("unknown", "88000002")
     unknown = new_order(client, customer, phoneNumber="88000002")["orderNumber"]
     pay_in_sandbox(client, customer, sandbox, unknown)
+    sandbox.notices_delivered()  # the refund's notice, sent a moment later: not during the fuzzing
     return [order["orderNumber"], n, failed, unknown]
 
 
@@ -662,7 +712,8 @@ def test_fuzz_admin(fz, app, client, admin_orders, data):
 # -- any method, any path -------------------------------------------------------------------------------
 
 KNOWN_PATHS = ["/", "/health", "/openapi.json", "/auth/login", "/products", "/orders", "/orders/{n}",
-               "/payment/create", "/payment/callback/{n}", "/admin", "/admin/login", "/static/x", "/static/../x"]
+               "/payment/create", "/payment/callback/{n}", "/payment/refund-callback/{n}", "/admin", "/admin/login",
+               "/static/x", "/static/../x"]
 
 
 @fuzz(150)
@@ -675,8 +726,8 @@ def test_fuzz_any_method_and_path(fz, client, customer, order, data):
     kw = {}
     if data.draw(st.booleans()):
         kw["data"] = data.draw(bodies(JSON_ANY))
-    fz.send(method, path, headers=headers, ignore={"payment_notices"} if path.startswith("/payment/callback/") else (),
-            **kw)
+    fz.send(method, path, headers=headers, ignore={"payment_notices"} if path.startswith(
+        ("/payment/callback/", "/payment/refund-callback/")) else (), **kw)
 
 
 # -- behind WeChat Cloud Hosting -------------------------------------------------------------------

@@ -111,6 +111,8 @@ def test_check_schema_names_a_changed_index_once(migrating_app, settings_env):
         with db.engine.begin() as c:
             c.execute(sa.text(f"DROP INDEX idx_anomaly_reason{on}"))
             c.execute(sa.text("CREATE INDEX idx_anomaly_reason ON orders (anomaly_reason, created_at)"))
+
+
 def test_unitel_catalogue_down_and_up_gives_the_seeds_products_their_operator_codes(migrating_app):
     """0006 adds the operator's codes; an upgrade (also one after a rollback) fills them
     for the seed's products, so that they sell without a re-seed."""
@@ -125,4 +127,28 @@ def test_unitel_catalogue_down_and_up_gives_the_seeds_products_their_operator_co
     with db.engine.connect() as c:
         codes = dict(c.execute(sa.text("SELECT product_code, operator_code FROM products")).all())
     assert codes["5000"] == "SD5000" and codes["DATA1GB"] == "data1gb7d"
+
+
+def test_downgrade_of_the_refunds_and_reconciliation_revision(migrating_app, client, customer, sandbox):
+    """Down to 0005 and up again: the tables and columns go and come back, and an order
+    still refunding is left paid (its recharge failed), which the older code refunds."""
+    from conftest import SEED_ORDER
+    n = client.post("/orders", json=SEED_ORDER, headers=customer).get_json()["orderNumber"]
+    with db.engine.begin() as c:
+        c.execute(sa.text("UPDATE orders SET payment_status = 'refunding', recharge_status = 'failed', "
+                          "refund_requested_at = paid_at WHERE order_number = :n"), {"n": n})
+    tables = set(sa.inspect(db.engine).get_table_names())
+    assert {"reconciliations", "reconciliation_breaks"} <= tables
+    assert {"idx_orders_refunding", "idx_orders_refunded_at"} <= _indexes()
+    downgrade(revision="0005_case_sensitive_keys")
+    db.engine.dispose()
+    assert not {"reconciliations", "reconciliation_breaks"} & set(sa.inspect(db.engine).get_table_names())
+    assert "refund_requested_at" not in _columns()
+    assert not {"idx_orders_refunding", "idx_orders_refunded_at"} & _indexes()
+    with db.engine.connect() as c:
+        assert c.execute(sa.text("SELECT payment_status FROM orders WHERE order_number = :n"),
+                         {"n": n}).scalar() == "paid"
+    assert "missing table reconciliations" in problems()
+    upgrade()
+    db.engine.dispose()
     assert problems() == []

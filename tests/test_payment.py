@@ -549,7 +549,7 @@ def test_refund_twice_is_one_refund(app, client, customer, order, sandbox, ctx):
     wx = WeChatClient(app.config["SETTINGS"])
     first = wx.refund(order_number=n, total_fee=fee, reason="top-up failed")
     second = wx.refund(order_number=n, total_fee=fee, reason="top-up failed")
-    assert first["refund_id"] == second["refund_id"]
+    assert first.refund_id == second.refund_id
     [refund] = sandbox.refunds()
     assert refund["out_trade_no"] == n
     assert refund["out_refund_no"] == refund_number(n)

@@ -32,7 +32,7 @@ BLOCK_TIMEOUT = 40  # seconds; the whole runbook takes well under a minute
 # Variables the document sets for a section, and which the test must not inherit from
 # whoever runs it, so that the document's own defaults or the values below apply.
 DOC_VARIABLES = ("TOKEN", "ORDER", "SINCE", "DEPLOYED_AT", "RELEASE", "REVISION", "TARGET", "BASE",
-                 "SANDBOX", "DB", "DB_HOST", "DB_USER", "BACKUP_DIR", "LOCK", "ELIFE_HOME")
+                 "SANDBOX", "DB", "DB_HOST", "DB_USER", "BACKUP_DIR", "LOCK", "ELIFE_HOME", "DAY", "RLOCK", "BREAK")
 SEED_PHRASES = ("支付金额不匹配", "attach中的订单号与URL参数不一致", "订单正在被其他进程处理",
                 "数据库连接成功", "数据库连接失败", "数据库操作失败，重试中")
 
@@ -107,6 +107,7 @@ def _block_env(settings_env, live, sandbox, tmp_path, order_number, database_url
         "SANDBOX": sandbox.url,
         "BACKUP_DIR": str(tmp_path / "backups"),
         "LOCK": str(tmp_path / "elife-sweep.lock"),
+        "RLOCK": str(tmp_path / "elife-reconcile.lock"),
         "ORDER": order_number,  # "the order under investigation" in the troubleshooting cases
         "PATH": f"{REPO / '.venv' / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}",
     })

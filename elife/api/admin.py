@@ -1,5 +1,5 @@
-"""The operator's page: the four reports with charts, the anomalies with their audit
-trail, and the actions a person may take on an order.
+"""The operator's page: the reports with charts, the anomalies with their audit trail,
+the actions a person may take on an order, and the reconciliation days.
 
 Who gets in:
 - API clients: `Authorization: Bearer <ADMIN_TOKEN>` (401 without it, 403 when wrong);
@@ -7,20 +7,24 @@ Who gets in:
   with the cookie must carry its CSRF token, or it is a 403.
 Without either, a 401: a JSON error, or the login page when the request prefers HTML.
 
-Actions never change an order's state themselves: "ask the operator again", "refund",
-and -- without a status query -- "mark delivered" and "fail and refund" go through
-recharge.py, "mark resolved" through anomalies.resolve. Each leaves an
-order_events row with who (admin, or admin:<name>) and why (the note).
+Actions never change an order's state themselves: "ask the operator again", "refund"
+(again), and -- without a status query -- "mark delivered" and "fail and refund" go
+through recharge.py and refunds.py, "mark resolved" through anomalies.resolve. Each
+leaves an order_events row with who (admin, or admin:<name>) and why (the note).
+The reconciliation's days (/admin/reconciliations/<YYYYMMDD>) list their breaks; a
+person closes one with a note (fulfil/reconcile.resolve_break).
 """
 import logging
+import re
 import secrets
+from datetime import datetime
 
 from flask import (Blueprint, g, jsonify, make_response, redirect, render_template,
                    request, url_for)
 
 from ..ops import admin_data, charts, reports
 from . import admin_session
-from ..fulfil import anomalies, audit, breaker, recharge, refunds
+from ..fulfil import anomalies, audit, breaker, recharge, reconcile, refunds
 from ..shop import limits
 from ..errors import DomainError
 from .errors import ApiError, error_response, from_domain
@@ -182,6 +186,7 @@ def index():
     return render_template("admin/index.html", rep=rep, charts=charts.all_charts(rep, now.date()),
                            breaker={"state": status, "openedAt": iso(opened_at), "secondsLeft": int(left)},
                            anomalies=items, anomaly_total=total, hours=hours, days=days,
+                           reconciliations=admin_data.reconciliation_days(),
                            message=admin_session.read_message(request.args.get("m")))
 
 
@@ -369,3 +374,52 @@ def act_fail_refund(order_number):
                                 lambda: recharge.confirm_failed(o.order_number, actor))
         return f"Marked failed and refunded; {outcome}."
     return _action(order_number, "fail_refund", run)
+
+
+# -- the reconciliation ----------------------------------------------------------------------
+
+def _day_or_404(text):
+    try:
+        day = datetime.strptime(text, "%Y%m%d").date() if re.fullmatch(r"[0-9]{8}", text or "") else None
+    except ValueError:
+        day = None
+    detail = admin_data.reconciliation_day(day) if day else None
+    if detail is None:
+        raise ApiError(404, "reconciliation_not_found", "no reconciliation of this day (YYYYMMDD, China time)")
+    return day, detail
+
+
+@bp.get("/reconciliations/<day>")
+def reconciliation_page(day):
+    when, detail = _day_or_404(day)
+    return render_template("admin/reconciliation.html", r=detail, day=when,
+                           message=admin_session.read_message(request.args.get("m")))
+
+
+@bp.get("/reconciliations/<day>.json")
+def reconciliation_json(day):
+    return jsonify(_day_or_404(day)[1])
+
+
+@bp.post("/reconciliations/<day>/breaks/<break_id>/resolve")
+def act_resolve_break(day, break_id):
+    # A plain string in the rule, so that any path under /admin meets the login check first.
+    when, detail = _day_or_404(day)
+    break_id = int(break_id) if break_id.isdigit() and len(break_id) < 19 else None
+    actor = _actor()
+
+    def back(text, kind="ok"):
+        return redirect(url_for("admin.reconciliation_page", day=day,
+                                m=admin_session.sign_message(text, kind)), 303)
+    try:
+        note = _note(required=True, ask="what was found, what was done?")
+        if not any(b["id"] == break_id for b in detail["breaks"]):
+            raise ApiError(404, "break_not_found", "no such break on this day")
+        if not reconcile.resolve_break(when, break_id, actor, note):
+            raise _Refused(409, "break_already_resolved", "this break is already resolved")
+    except _Refused as r:
+        if prefers_html():
+            return back(r.message, "error")
+        raise ApiError(r.status, r.code, r.message) from None
+    event(log, logging.INFO, "admin_action", action="resolve_break", day=day, id=break_id, actor=actor)
+    return back("Break resolved.")

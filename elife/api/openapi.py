@@ -116,7 +116,8 @@ def _admin_responses(ok, *, codes400=None, codes404=False, codes409=None, html_o
     out["403"] = _error("a wrong admin token, or a cookie-authenticated form without its CSRF token",
                         ADMIN_403, html=True)
     if codes404:
-        out["404"] = _error("no such order", ["order_not_found"], html=True)
+        out["404"] = (_error("no such order", ["order_not_found"], html=True) if codes404 is True
+                      else _error("no such reconciliation day (or break)", codes404, html=True))
     if codes409:
         out["409"] = _error("the order is not in a state that allows this action", codes409, html=True)
     out["503"] = _error("the database is unavailable for a moment", ["database_unavailable"],
@@ -261,7 +262,9 @@ def schemas():
                 "productPriceTg": {"type": "integer", "description": "MNT"},
                 "productPriceRmb": {"type": "string", "pattern": r"^[0-9]+\.[0-9]{2}$", "description": "yuan"},
                 "totalFee": {"type": "integer", "description": "fen"},
-                "paymentStatus": {"type": "string", "enum": list(PAYMENT_STATUSES)},
+                "paymentStatus": {"type": "string", "enum": list(PAYMENT_STATUSES),
+                                  "description": "refunding: WeChat accepted the refund of a failed "
+                                                 "top-up; refunded once WeChat confirms the money went back"},
                 "rechargeStatus": {"type": "string", "enum": list(RECHARGE_STATUSES)},
                 "paidAt": nullable_ts,
                 "rechargedAt": nullable_ts,
@@ -329,6 +332,25 @@ def schemas():
                 "attach": {"type": "string", "description": 'JSON: {"orderNumber": "..."}'},
                 "totalFee": {"type": "integer", "description": "fen"},
                 "cashFee": {"type": "integer", "description": "fen"},
+            },
+        },
+        "WeChatRefundNotice": {
+            "type": "object",
+            "description": ("A WeChat Pay (Cloud Hosting) refund notice, as WeChat sends it (the refund "
+                            "request names this path, with callback_type 2). Any body is recorded first; "
+                            "its outTradeNo and outRefundNo are checked against the order, and only "
+                            "WeChat's refund query (/_/pay/queryrefund saying SUCCESS) makes the order "
+                            "refunded -- never the body. A payment notice sent here changes nothing "
+                            "(recorded, answered, logged wrong_callback_path)."),
+            "properties": {
+                **{k: {"type": "string"} for k in (
+                    "returnCode", "appid", "mchId", "subAppid", "subMchId", "nonceStr", "transactionId",
+                    "outTradeNo", "refundId", "outRefundNo", "successTime", "refundRecvAccout",
+                    "refundAccount", "refundRequestSource")},
+                "refundStatus": {"type": "string", "enum": ["SUCCESS", "CHANGE", "REFUNDCLOSE"]},
+                "totalFee": {"type": "integer", "description": "fen"},
+                "refundFee": {"type": "integer", "description": "fen"},
+                "settlementRefundFee": {"type": "integer", "description": "fen"},
             },
         },
         "WeChatReply": {
@@ -506,7 +528,8 @@ def build_spec(settings):
                             '{"errcode":0,"errmsg":"OK"} once the notice is recorded -- also when it '
                             "was rejected and the order flagged, or names no order of ours -- so that "
                             'WeChat stops retrying; {"errcode":1} when WeChat\'s order query could not '
-                            "confirm the payment, so that WeChat tries again. "
+                            "confirm the payment, so that WeChat tries again. A refund notice sent here "
+                            "changes nothing (recorded, answered, logged wrong_callback_path). "
                             + ("With REQUIRE_WX_SOURCE only requests carrying X-WX-SOURCE (set by Cloud "
                                "Hosting) are accepted." if settings.REQUIRE_WX_SOURCE else "")),
             "parameters": [{
@@ -529,10 +552,44 @@ def build_spec(settings):
                 **_common(limit, body=True),
             },
         }},
+        "/payment/refund-callback/{orderNumber}": {"post": {
+            "tags": ["wechat"], "operationId": "refundCallback", "security": [],
+            "summary": "WeChat Pay's refund notice (Cloud Hosting, callback_type 2)",
+            "description": ("Every body is recorded, with the decision about it. The order becomes "
+                            "refunded only when WeChat's refund query says SUCCESS, and paid again, "
+                            "flagged refund_failed, when it says REFUNDCLOSE or CHANGE. The answer is "
+                            '{"errcode":0,"errmsg":"OK"} once recorded -- also for a notice that is '
+                            "not confirmed, names no order of ours, or is a payment notice sent to "
+                            'this path; {"errcode":1} when the refund query could not be asked, so '
+                            "that WeChat tries again. "
+                            + ("With REQUIRE_WX_SOURCE only requests carrying X-WX-SOURCE are accepted."
+                               if settings.REQUIRE_WX_SOURCE else "")),
+            "parameters": [{
+                "name": "orderNumber", "in": "path", "required": True,
+                "description": "the order whose refund it is (any text is recorded)",
+                "schema": {"type": "string"},
+            }, {
+                "name": "X-WX-SOURCE", "in": "header", "required": bool(settings.REQUIRE_WX_SOURCE),
+                "description": "set by WeChat Cloud Hosting" + ("; required (REQUIRE_WX_SOURCE)"
+                                                                if settings.REQUIRE_WX_SOURCE else ""),
+                "schema": {"type": "string"},
+            }],
+            "requestBody": _json_body("#/components/schemas/WeChatRefundNotice",
+                                      "the notice (any bytes are recorded)"),
+            "responses": {
+                "200": _json("recorded", {"$ref": "#/components/schemas/WeChatReply"}),
+                "400": _error("the body is not JSON, or not a WeChat Pay notice (recorded all the same)",
+                              ["malformed_json", "not_a_notice"]),
+                **({"403": _error("X-WX-SOURCE is missing: not from Cloud Hosting (recorded)",
+                                  ["not_from_platform"])} if settings.REQUIRE_WX_SOURCE else {}),
+                **_common(limit, body=True),
+            },
+        }},
         # -- the operator's page ----------------------------------------------------------
         "/admin": {"get": {
             "tags": ["admin"], "operationId": "adminIndex", "security": _admin_security(),
-            "summary": "the operator's page: the four reports with charts, and the anomalies",
+            "summary": "the operator's page: the four reports with charts, the reconciliation days, "
+                       "and the anomalies",
             "parameters": _window_params() + [
                 {"name": "m", "in": "query", "required": False, "schema": {"type": "string"},
                  "description": "a signed message to show (set by the actions' redirects)"}],
@@ -542,18 +599,19 @@ def build_spec(settings):
         }},
         "/admin/reports.json": {"get": {
             "tags": ["admin"], "operationId": "adminReports", "security": _admin_security(),
-            "summary": "the four reports as JSON",
+            "summary": "the four reports and the reconciliation's state as JSON",
             "parameters": _window_params(),
             "responses": _admin_responses(
-                {"200": _json("generatedAt, successRate, anomalies, delay, pending, alert",
+                {"200": _json("generatedAt, successRate, anomalies, delay, pending, reconciliation, alert",
                               {"type": "object",
                                "required": ["generatedAt", "successRate", "anomalies", "delay", "pending",
-                                            "alert"],
+                                            "reconciliation", "alert"],
                                "properties": {"generatedAt": {"type": "string", "format": "date-time"},
                                               "successRate": {"type": "object"},
                                               "anomalies": {"type": "object"},
                                               "delay": {"type": "object"},
                                               "pending": {"type": "object"},
+                                              "reconciliation": {"type": "object"},
                                               "alert": {"type": "boolean"}}})},
                 codes400=["invalid_parameter"]),
         }},
@@ -622,6 +680,50 @@ def build_spec(settings):
                 codes404=True),
         }},
     }
+    day_param = {"name": "day", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]{8}$"},
+                 "description": "WeChat's bill day, YYYYMMDD, China time (UTC+8)"}
+    paths["/admin/reconciliations/{day}"] = {"get": {
+        "tags": ["admin"], "operationId": "adminReconciliation", "security": _admin_security(),
+        "summary": "one reconciled bill day: both sides' counts and sums, and its breaks",
+        "parameters": [day_param, {"name": "m", "in": "query", "required": False, "schema": {"type": "string"},
+                                   "description": "a signed message to show"}],
+        "responses": _admin_responses(
+            {"200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}},
+            codes404=["reconciliation_not_found"]),
+    }}
+    paths["/admin/reconciliations/{day}.json"] = {"get": {
+        "tags": ["admin"], "operationId": "adminReconciliationJson", "security": _admin_security(),
+        "summary": "one reconciled bill day as JSON, with every break (open first)",
+        "parameters": [day_param],
+        "responses": _admin_responses(
+            {"200": _json("date, state, openBreaks, breaksFound, runs, lastRunAt, wechat, ours, breaks",
+                          {"type": "object",
+                           "required": ["date", "state", "openBreaks", "breaksFound", "wechat", "ours", "breaks"],
+                           "properties": {"date": {"type": "string", "pattern": "^[0-9]{8}$"},
+                                          "state": {"type": "string", "enum": ["balanced", "breaks", "resolved"]},
+                                          "openBreaks": {"type": "integer"}, "breaksFound": {"type": "integer"},
+                                          "wechat": {"type": "object"}, "ours": {"type": "object"},
+                                          "breaks": {"type": "array", "items": {"type": "object"}}}})},
+            codes404=["reconciliation_not_found"]),
+    }}
+    paths["/admin/reconciliations/{day}/breaks/{breakId}/resolve"] = {"post": {
+        "tags": ["admin"], "operationId": "adminResolveBreak", "security": _admin_security(),
+        "summary": "close one open break of the day with a note (required)",
+        "description": ("A browser is redirected back to the day's page with a message, also when the "
+                        "action is refused; an API client gets a JSON error."),
+        "parameters": [day_param, {"name": "breakId", "in": "path", "required": True,
+                                   "schema": {"type": "integer"}, "description": "the break's id"}],
+        "requestBody": _form_body({
+            "name": {"type": "string", "maxLength": 40, "description": "who, for the record"},
+            "note": {"type": "string", "maxLength": 1000, "description": "what was found, what was done"},
+            "csrf_token": {"type": "string", "description": "required with the login cookie"},
+        }, required=["note"]),
+        "responses": _admin_responses(
+            {"303": {"description": "done (or, for a browser, refused): to the day's page",
+                     "headers": {"Location": {"schema": {"type": "string"}}}}},
+            codes400=["missing_note", "note_too_long"],
+            codes404=["reconciliation_not_found", "break_not_found"], codes409=["break_already_resolved"]),
+    }}
     actions = {
         "reconcile": ("ask the operator again about an unknown or processing recharge (with a status "
                       "query: UNITEL_STATUS_PATH is not none)", ["not_reconcilable"], False),

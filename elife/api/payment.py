@@ -1,5 +1,6 @@
-"""POST /payment/create, and WeChat's pay notice: answered {"errcode": 0} once it is on
-record (also when it was rejected and flagged), so WeChat stops retrying.
+"""POST /payment/create, and WeChat's pay and refund notices: answered {"errcode": 0} once
+on record (also when rejected, flagged, or sent to the wrong path), so WeChat stops
+retrying; {"errcode": 1} when WeChat's own query could not be asked, so it retries.
 
 WeChat gives a notice 5 s; the operator may take 30. So the top-up a notice leads to
 runs after the answer is sent (when the server closes the response), in an app context
@@ -16,12 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from flask import Blueprint, current_app, jsonify, request
 
 from .. import config
-
+from ..fulfil import payments, refund_notices
 from ..shop import limits, orders
-from ..fulfil import payments
 from .auth import current_user
-from .errors import from_domain
 from .common import client_ip, json_object, order_number_or_404, string_field
+from .errors import from_domain
 
 bp = Blueprint("payment", __name__, url_prefix="/payment")
 log = logging.getLogger("elife.payments")
@@ -78,3 +78,11 @@ def _run_after_answer(app, jobs):
                 job()
             except Exception:  # noqa: BLE001 -- the claim is committed: the sweep finishes it
                 log.exception("event=after_answer_error")
+
+
+@bp.post("/refund-callback/<order_number>")
+def refund_callback(order_number):
+    verdict = refund_notices.handle_refund_notice(order_number, request.get_data(cache=False), request.headers)
+    if verdict.refused is not None:
+        raise from_domain(verdict.refused)
+    return jsonify(RETRY if verdict.retry_later else OK)

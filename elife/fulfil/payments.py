@@ -19,7 +19,7 @@ from ..extensions import db
 from ..logs import event
 from ..models import Order, PaymentNotice
 from ..timeutil import utcnow
-from . import anomalies, breaker, recharge, state
+from . import anomalies, breaker, recharge, refunds, state
 
 log = logging.getLogger("elife.payments")
 
@@ -126,6 +126,10 @@ def _decide(n, raw_body, headers, record, later):
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
         event(log, logging.WARNING, "notice_malformed", order=shown)
         return "malformed", None, Invalid("malformed_json", "the body is not valid JSON")
+    if refunds.is_refund_notice(body):  # it has its own path: nothing here believes it
+        event(log, logging.WARNING, "wrong_callback_path", order=shown, path="payment",
+              received="refund notice", message="a refund notice on the payment path changes nothing")
+        return "wrong_callback_path", None, None
     if not isinstance(body, dict) or "returnCode" not in body:
         event(log, logging.WARNING, "notice_not_wechat", order=shown)
         return "not_a_notice", None, Invalid("not_a_notice", "this is not a WeChat Pay notice")

@@ -1,9 +1,10 @@
 r"""An order's state: the guards that say what may happen to it, and the only writes of
 its status columns (payment_status, recharge_status, recharge_at, recharged_at,
-refunded_at, closed_at, submit_count) and of `version`.
+refunded_at, refund_requested_at, closed_at, submit_count) and of `version`.
 
-    payment:  unpaid --paid--> paid --refund--> refunded
-                    \-- ORDER_TTL_SECONDS unpaid --> closed
+    payment:  unpaid --paid--> paid --refund accepted--> refunding --WeChat confirms--> refunded
+                |                ^-- REFUNDCLOSE / CHANGE: paid again, flagged refund_failed --/
+                \-- ORDER_TTL_SECONDS unpaid --> closed
     recharge: pending --claim--> processing --submit--> success
                                             \-> failed   (then the refund)
                                             \-> unknown --status query--> success | failed
@@ -49,6 +50,24 @@ def awaiting_operator(o):
 def refund_due(o):
     """Paid, and the recharge definitely failed: the customer gets the money back."""
     return (o.payment_status == "paid") & (o.recharge_status == "failed")
+
+
+def auto_refund_due(o):
+    """refund_due, and WeChat never answered a refund request for it (it was down, or the
+    request never left): the sweep may send it. Once WeChat refused or closed a refund,
+    only a person asks again."""
+    return refund_due(o) & (o.refund_requested_at == None)  # noqa: E711
+
+
+def refunding(o):
+    """WeChat accepted the refund; the notice or the refund query says how it ended."""
+    return o.payment_status == "refunding"
+
+
+def refund_confirmable(o):
+    """A refund WeChat confirms may be recorded: refunding, or still paid and failed (the
+    acceptance was never recorded: a crash between WeChat's answer and our UPDATE)."""
+    return refunding(o) | refund_due(o)
 
 
 def lost_by_operator(o):
@@ -205,18 +224,56 @@ def count_awaiting_confirmation():
     return n, oldest
 
 
-def mark_refunded(order_number, also_clear=("refund_failed",)):
-    """paid (recharge failed) -> refunded, committed; True when this call made it so.
-    Clears the reasons in `also_clear`: the refund they were about went through."""
-    now = utcnow()
+def mark_refunding(order_number, now):
+    """paid (recharge failed) -> refunding: WeChat accepted the refund request. Committed;
+    True when this call made it so."""
     result = db.session.connection().execute(
         _O.update()
         .where(_O.c.order_number == order_number, refund_due(_O.c))
+        .values(payment_status="refunding", refund_requested_at=now, updated_at=now,
+                version=_O.c.version + 1))
+    db.session.commit()
+    return result.rowcount == 1
+
+
+def note_refund_refused(order_number, now):
+    """WeChat answered the refund request with a refusal: the order stays paid (no state
+    change, no version), and the sweep no longer sends it on its own. In the open
+    transaction; the caller commits with the flag that says why."""
+    db.session.connection().execute(
+        _O.update().where(_O.c.order_number == order_number, refund_due(_O.c))
+        .values(refund_requested_at=now, updated_at=now))
+
+
+def mark_refunded(order_number, also_clear=("refund_failed",)):
+    """refunding (or paid with the recharge failed) -> refunded: WeChat confirmed the
+    money went back. Committed; True when this call made it so. Clears the reasons in
+    `also_clear`: the refund they were about went through."""
+    now = utcnow()
+    result = db.session.connection().execute(
+        _O.update()
+        .where(_O.c.order_number == order_number, refund_confirmable(_O.c))
         .values(payment_status="refunded", refunded_at=now, updated_at=now, version=_O.c.version + 1,
                 anomaly_reason=sa.case((_O.c.anomaly_reason.in_(also_clear), None),
                                        else_=_O.c.anomaly_reason)))
     db.session.commit()
     return result.rowcount == 1
+
+
+def mark_refund_failed(order_number, also=None):
+    """refunding -> paid: WeChat closed the refund (REFUNDCLOSE, CHANGE). `also()` writes
+    in the same transaction when this call won (the refund_failed flag). Committed; True
+    when this call made it so."""
+    now = utcnow()
+    result = db.session.connection().execute(
+        _O.update()
+        .where(_O.c.order_number == order_number, refunding(_O.c))
+        .values(payment_status="paid", updated_at=now, version=_O.c.version + 1))
+    won = result.rowcount == 1
+    if won and also is not None:
+        also()
+    db.session.commit()
+    return won
 
 
 def clear_auto_reason(*also):

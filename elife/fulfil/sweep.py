@@ -9,10 +9,11 @@ others):
   1. paid, pending, unclaimed, paid longer ago than SWEEP_GRACE_SECONDS -> recharge
   2. unpaid with a payment created in the last SWEEP_UNPAID_WINDOW_SECONDS and older
      than SWEEP_GRACE_SECONDS -> WeChat's order query (a lost callback)
-  3. failed but still paid (a refund that did not go through)           -> refund again
-  4. unpaid past ORDER_TTL_SECONDS                                        -> closed at WeChat
+  3. failed but still paid, the refund never answered by WeChat         -> refund again
+  4. refunding (WeChat accepted the refund) longer than SWEEP_GRACE_SECONDS -> refund query
+  5. unpaid past ORDER_TTL_SECONDS                                        -> closed at WeChat
      (or, if WeChat says the customer paid after all, recovered as paid)
-  5. unknown or processing, claimed longer ago than SWEEP_STUCK_SECONDS -> status query
+  6. unknown or processing, claimed longer ago than SWEEP_STUCK_SECONDS -> status query
 
 While the operator breaker is open nothing is claimed or asked of the operator: paid
 orders wait (never refunded for an outage) until it half-opens.
@@ -25,7 +26,8 @@ Paid money comes first, so a slow status endpoint during an operator outage cann
 up the run's SWEEP_MAX_SECONDS before refunds and lost callbacks are seen to.
 
 The keyset is the index order of each selection: id for the first (its index has three
-equalities before id), (recharge_at, id) or (payment_created_at, id) for the others.
+equalities before id), (recharge_at, id), (payment_created_at, id) or
+(refund_requested_at, id) for the others.
 
 Several sweeps may run at once (hosts, an operator by hand): every row is claimed by the
 conditional UPDATE in recharge.py, so two sweeps never submit the same order. On
@@ -89,8 +91,11 @@ def selections(now, s):
         # idx_orders_payment_created (payment_status, payment_created_at, id)
         ("lost_callback", sa.and_(Order.payment_status == "unpaid", Order.payment_created_at >= window,
                                   Order.payment_created_at < grace), Order.payment_created_at),
-        # idx_payment_recharge_at
-        ("refund_pending", state.refund_due(Order), Order.recharge_at),
+        # idx_payment_recharge_at. A refund WeChat refused or closed waits for a person.
+        ("refund_pending", state.auto_refund_due(Order), Order.recharge_at),
+        # idx_orders_refunding (payment_status, refund_requested_at, id)
+        ("refunding", sa.and_(state.refunding(Order), Order.refund_requested_at < grace),
+         Order.refund_requested_at),
         # idx_orders_payment_status_created (payment_status, created_at, id)
         ("expired_unpaid", state.expired(Order, ttl), Order.created_at),
         # Then the unclear ones, once SWEEP_STUCK_SECONDS have passed since the claim;
@@ -186,7 +191,12 @@ def _handle(selection, number, summary):
             _count(summary, result, claimed=_submits(number) > before)
         elif selection == "refund_pending":
             result = refunds.refund(number, "sweep")
-            _count(summary, "settled" if result == "refunded" else "flagged")
+            _count(summary, "settled" if result == "refunded" else
+                   "skipped" if result == "refunding" else "flagged")
+        elif selection == "refunding":
+            result = refunds.check(number, "sweep")
+            _count(summary, "settled" if result == "refunded" else
+                   "flagged" if result == "paid" else "skipped")
         elif selection == "expired_unpaid":
             _close_expired(number, summary)
         else:

@@ -1,19 +1,24 @@
-"""What the operator's page reads: the anomaly list and one order with its audit trail.
-Read-only; every list is bounded and walks an index (idx_anomaly_reason, and the
-order_number indexes of the audit tables)."""
+"""What the operator's page reads: the anomaly list, one order with its audit trail, and
+the reconciliation days with their breaks. Read-only; every list is bounded and walks
+an index (idx_anomaly_reason, the order_number indexes of the audit tables,
+uq_reconciliations_bill_date, idx_reconciliation_breaks_day)."""
+import json
+
 import sqlalchemy as sa
 
 from .. import config
 from ..clients import unitel
 from ..extensions import db
 from ..fulfil import state
-from ..models import OperatorCall, Order, OrderEvent, PaymentNotice
+from ..models import OperatorCall, Order, OrderEvent, PaymentNotice, Reconciliation, ReconciliationBreak
 from ..shop import phones
 from ..shop.orders import receipt_json
 from ..timeutil import iso
 
 ANOMALY_LIST_LIMIT = 100
 TRAIL_LIMIT = 200
+RECONCILIATION_DAYS = 14
+BREAKS_LIMIT = 500
 
 
 def anomalies(limit=None):
@@ -106,3 +111,58 @@ def _plain(value):
     if isinstance(value, (int, str)) or value is None:
         return value
     return str(value)
+
+
+# -- the reconciliation -------------------------------------------------------------------------
+
+def _day_json(rec, open_breaks):
+    return {
+        "date": rec.bill_date.strftime("%Y%m%d"),
+        "state": "breaks" if open_breaks else ("resolved" if rec.breaks_found else "balanced"),
+        "openBreaks": open_breaks, "breaksFound": rec.breaks_found, "runs": rec.runs,
+        "lastRunAt": iso(rec.last_run_at),
+        "wechat": {"trades": rec.wechat_trades, "tradeFee": rec.wechat_fee,
+                   "refunds": rec.wechat_refunds, "refundFee": rec.wechat_refund_fee},
+        "ours": {"trades": rec.our_trades, "tradeFee": rec.our_fee,
+                 "refunds": rec.our_refunds, "refundFee": rec.our_refund_fee},
+    }
+
+
+def _open_counts(days):
+    if not days:
+        return {}
+    rows = db.session.execute(
+        sa.select(ReconciliationBreak.bill_date, sa.func.count())
+        .where(ReconciliationBreak.bill_date.in_(days), ReconciliationBreak.resolved_at.is_(None))
+        .group_by(ReconciliationBreak.bill_date)).all()
+    return dict(rows)
+
+
+def reconciliation_days(limit=RECONCILIATION_DAYS):
+    """The latest reconciled bill days, newest first, with their open breaks."""
+    recs = db.session.execute(sa.select(Reconciliation).order_by(Reconciliation.bill_date.desc())
+                              .limit(limit)).scalars().all()
+    counts = _open_counts([r.bill_date for r in recs])
+    db.session.commit()
+    return [_day_json(r, counts.get(r.bill_date, 0)) for r in recs]
+
+
+def reconciliation_day(day):
+    """One reconciled day and its breaks (open first, then resolved); None if never run."""
+    rec = db.session.execute(sa.select(Reconciliation).where(Reconciliation.bill_date == day)).scalar_one_or_none()
+    if rec is None:
+        db.session.commit()
+        return None
+    breaks = db.session.execute(
+        sa.select(ReconciliationBreak).where(ReconciliationBreak.bill_date == day)
+        .order_by(ReconciliationBreak.resolved_at.is_not(None), ReconciliationBreak.id)
+        .limit(BREAKS_LIMIT)).scalars().all()
+    items = [{
+        "id": b.id, "kind": b.kind, "orderNumber": b.order_number,
+        "ours": json.loads(b.ours) if b.ours else None, "theirs": json.loads(b.theirs) if b.theirs else None,
+        "detail": b.detail, "foundAt": iso(b.found_at), "resolvedAt": iso(b.resolved_at),
+        "resolvedBy": b.resolved_by, "resolvedNote": b.resolved_note,
+    } for b in breaks]
+    out = _day_json(rec, sum(1 for b in items if b["resolvedAt"] is None))
+    db.session.commit()
+    return {**out, "breaks": items}

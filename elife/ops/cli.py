@@ -39,7 +39,7 @@ def _needs_database(f):
     return run
 
 
-elife_cli = _DatabaseCommands("elife", help="eLife operations: seed data, the sweep, reports.")
+elife_cli = _DatabaseCommands("elife", help="eLife operations: seed data, the sweep, reports, the reconciliation.")
 
 
 @elife_cli.command("seed")
@@ -56,12 +56,65 @@ def sweep_command():
     click.echo(sweep.run().line())
 
 
+@elife_cli.command("reconcile")
+@click.option("--date", "day", default=None, metavar="YYYYMMDD",
+              help="WeChat's bill day, China time (default: yesterday in China)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def reconcile_command(day, as_json):
+    """Compare one day of WeChat's bill with our orders. Exit 0 balanced, 2 breaks found,
+    3 the bill is not available yet (try later), 1 anything else."""
+    from datetime import datetime
+
+    from ..clients.wechat import BillFormatError, BillNotReady, WeChatRejected, WeChatUnavailable
+    from ..extensions import db
+    from ..fulfil import reconcile
+    click.echo(f"reconcile: database {db.engine.url.render_as_string(hide_password=True)}", err=True)
+    try:
+        when = datetime.strptime(day, "%Y%m%d").date() if day is not None else reconcile.default_day()
+    except ValueError:
+        click.echo(f"reconcile: --date must be YYYYMMDD (China time), not {day!r}", err=True)
+        sys.exit(1)
+    try:
+        result = reconcile.run(when)
+    except BillNotReady as exc:
+        click.echo(f"reconcile: {exc}; try again later", err=True)
+        sys.exit(3)
+    except (WeChatUnavailable, WeChatRejected, BillFormatError) as exc:
+        click.echo(f"reconcile: could not reconcile {when:%Y%m%d}: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(result.as_json(), ensure_ascii=False, indent=2))
+    else:
+        click.echo(reconcile_table(result))
+    sys.exit(2 if result.breaks else 0)
+
+
+def reconcile_table(result):
+    w, o = result.wechat, result.ours
+    lines = [f"reconcile {result.day:%Y%m%d} (China time): {result.status}",
+             f"  WeChat: {w['trades']} trades {w['tradeFee']} fen, {w['refunds']} refunds {w['refundFee']} fen",
+             f"  ours:   {o['trades']} trades {o['tradeFee']} fen, {o['refunds']} refunds {o['refundFee']} fen"
+             + (f" ({o['onOtherDays']} on another day's bill)" if o["onOtherDays"] else "")]
+    for b in result.breaks:
+        def fen(v):
+            return "-" if v is None else json.dumps(v)
+        lines.append(f"  {b.kind:<23} {b.order_number or '-':<26} ours {fen(b.ours)}  theirs {fen(b.theirs)}"
+                     + (f"  ({b.detail})" if b.detail else "")
+                     + ("  recovered: paid and recharged" if b.order_number in result.recovered else ""))
+    if result.kept_resolved:
+        lines.append(f"  {result.kept_resolved} found again, already resolved by a person")
+    lines.append(f"{len(result.breaks)} breaks: /admin/reconciliations/{result.day:%Y%m%d}"
+                 if result.breaks else "balanced")
+    return "\n".join(lines)
+
+
 @elife_cli.command("report")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.option("--hours", default=24, show_default=True, help="window for success rate and delay")
 @click.option("--days", default=7, show_default=True, help="window for anomalies by day")
 def report_command(as_json, hours, days):
-    """The four monitoring reports; exit code 2 when an alert threshold is crossed."""
+    """The four monitoring reports and the reconciliation's state; exit code 2 when an
+    alert threshold is crossed (a day older than two days never reconciled is one)."""
     from . import reports
     rep = reports.all_reports(hours=hours, days=days)
     click.echo(json.dumps(rep, ensure_ascii=False, indent=2) if as_json else reports.as_table(rep))

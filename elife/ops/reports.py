@@ -1,5 +1,5 @@
-"""The seed's four monitoring queries, on our columns, shared by `flask elife report`
-and /admin. Each has its alert threshold beside it.
+"""The seed's four monitoring queries, on our columns, and the reconciliation's state,
+shared by `flask elife report` and /admin. Each has its alert threshold beside it.
 
   1. recharge success rate of paid orders          alert below 95 %
   2. anomalies by reason and day                    alert above 1 % of a day's orders
@@ -7,6 +7,9 @@ and /admin. Each has its alert threshold beside it.
   4. orders waiting for compensation               alert more than 10, or oldest > 30 min
      and, without a status query (UNITEL_STATUS_PATH=none), unclear top-ups waiting
      for a person to confirm with Unitel             alert at any
+  5. the daily reconciliation with WeChat's bill   alert when a day with orders, older
+                                                   than two days (China time), was never
+                                                   reconciled
 
 Windows keep every query on an index range (never the whole table): the last
 `hours` for 1 and 3 (the seed's query 3 uses 24 h), the last `days` for 2.
@@ -19,8 +22,8 @@ import sqlalchemy as sa
 from .. import config
 from ..clients import unitel
 from ..extensions import db
-from ..fulfil import state
-from ..models import OperatorCall, Order
+from ..fulfil import reconcile, state
+from ..models import OperatorCall, Order, Reconciliation, ReconciliationBreak
 from ..shop.phones import mask
 from ..timeutil import iso, utcnow
 
@@ -31,6 +34,8 @@ DELAY_MAX_MAX = 60
 PENDING_COUNT_MAX = 10
 PENDING_MINUTES_MAX = 30
 PENDING_AFTER = timedelta(minutes=5)
+PAID_STATUSES = reconcile.PAID_STATUSES  # paid at some point
+UNRECONCILED_AFTER_DAYS = 2
 
 
 def _seconds_between(start, end):
@@ -46,12 +51,12 @@ def _pct(part, whole):
 
 
 def success_rate(now, hours):
-    """Query 1: recharge status of orders paid in the window (refunded ones count too:
-    they were paid, and their recharge failed)."""
+    """Query 1: recharge status of orders paid in the window (refunding and refunded ones
+    count too: they were paid, and their recharge failed)."""
     since = now - timedelta(hours=hours)
     rows = db.session.execute(
         sa.select(Order.recharge_status, sa.func.count())
-        .where(Order.paid_at >= since, Order.payment_status.in_(("paid", "refunded")))
+        .where(Order.paid_at >= since, Order.payment_status.in_(PAID_STATUSES))
         .group_by(Order.recharge_status)).all()
     total = sum(n for _, n in rows)
     by_status = [{"rechargeStatus": st, "count": n, "percentage": str(_pct(n, total))}
@@ -136,6 +141,39 @@ def pending_compensation(now):
             "alert": alert, "threshold": threshold}
 
 
+def reconciliation(now, days):
+    """5: the last bill day reconciled and its state now (open breaks: "breaks"; all
+    closed by a person: "resolved"), and the days of the window older than two days
+    (China time) that had orders and were never reconciled."""
+    today = reconcile.china_today(now)
+    last = db.session.execute(sa.select(Reconciliation).order_by(Reconciliation.bill_date.desc())
+                              .limit(1)).scalar_one_or_none()
+    open_breaks, state = 0, None
+    if last is not None:
+        open_breaks = db.session.execute(sa.select(sa.func.count()).select_from(ReconciliationBreak).where(
+            ReconciliationBreak.bill_date == last.bill_date, ReconciliationBreak.resolved_at.is_(None))).scalar()
+        state = "breaks" if open_breaks else ("resolved" if last.breaks_found else "balanced")
+    oldest, newest = today - timedelta(days=days), today - timedelta(days=UNRECONCILED_AFTER_DAYS + 1)
+    done = set(db.session.execute(sa.select(Reconciliation.bill_date).where(
+        Reconciliation.bill_date >= oldest, Reconciliation.bill_date <= newest)).scalars())
+    missing = []
+    day = newest
+    while day >= oldest:
+        if day not in done:
+            start, end = reconcile.utc_window(day)
+            if db.session.execute(sa.select(Order.id).where(Order.created_at >= start, Order.created_at < end)
+                                  .limit(1)).first() is not None:
+                missing.append(str(day))
+        day -= timedelta(days=1)
+    return {"lastDay": str(last.bill_date) if last else None, "state": state, "openBreaks": open_breaks,
+            "lastRunAt": iso(last.last_run_at) if last else None, "unreconciledDays": missing,
+            "alert": bool(missing),
+            "threshold": f"every day with orders reconciled within {UNRECONCILED_AFTER_DAYS} days (China time)"}
+
+
+SECTIONS = ("successRate", "anomalies", "delay", "pending", "reconciliation")
+
+
 def all_reports(hours=24, days=7, now=None):
     now = now or utcnow()
     out = {
@@ -144,9 +182,10 @@ def all_reports(hours=24, days=7, now=None):
         "anomalies": anomalies_by_day(now, days),
         "delay": recharge_delay(now, hours),
         "pending": pending_compensation(now),
+        "reconciliation": reconciliation(now, days),
     }
     db.session.commit()
-    out["alert"] = any(out[k]["alert"] for k in ("successRate", "anomalies", "delay", "pending"))
+    out["alert"] = any(out[k]["alert"] for k in SECTIONS)
     return out
 
 
@@ -191,6 +230,12 @@ def as_table(rep):
     if pc["unconfirmedCount"] is not None:
         lines.append(f"   unclear, no status query, waiting for a person to confirm with Unitel: "
                      f"{pc['unconfirmedCount']}   oldest claimed at: {pc['oldestUnconfirmedAt'] or '-'}")
+    rc = rep["reconciliation"]
+    lines.append(f"\n5. reconciliation with WeChat's bill ({rc['threshold']}){'  ALERT' if rc['alert'] else ''}")
+    lines.append(f"   last reconciled day: {rc['lastDay'] or 'never'}" + (
+        f"   state: {rc['state']}   open breaks: {rc['openBreaks']}" if rc["lastDay"] else ""))
+    if rc["unreconciledDays"]:
+        lines.append("   never reconciled: " + ", ".join(rc["unreconciledDays"]))
     lines.append("\nALERT: a threshold is crossed" if rep["alert"] else "\nall within thresholds")
     return "\n".join(lines)
 

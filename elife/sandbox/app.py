@@ -21,6 +21,7 @@ import requests
 from flask import Flask, jsonify, request
 
 from ..config import SANDBOX_STATUS_PATH
+from . import wechat_money
 
 MODES = ("success", "fail", "slow", "timeout", "5xx", "unknown", "drop")
 
@@ -57,7 +58,7 @@ CATALOGUE = {
 
 class State:
     KEPT = ("trades", "refunds", "wechat_down", "topups", "log", "calls", "mode", "mode_for", "delay_for",
-            "servicetype_mode", "fail_code", "prices", "prices_for", "extra")
+            "servicetype_mode", "fail_code", "prices", "prices_for", "extra", "refund_mode")
 
     def __init__(self, path=None):
         self.lock = threading.Lock()
@@ -97,7 +98,8 @@ class State:
     def reset(self):
         self.trades = {}          # out_trade_no -> dict
         self.refunds = {}         # out_refund_no -> dict
-        self.wechat_down = set()  # pay calls answering 503: unifiedorder | queryorder | refund
+        self.wechat_down = set()  # pay calls answering 503: unifiedorder | queryorder | refund | ...
+        wechat_money.reset(self)  # refund mode, bill rows added by tests
         self.expired = set()      # tokens whose next use answers 401 (_expire_tokens)
         self.topups = {}          # journal_id -> {"status", "code", "vat"}
         self.log = []             # every submit that reached the operator, oldest first
@@ -216,28 +218,8 @@ def create_sandbox(settings):
             state.save()
         return resp(return_code="SUCCESS", result_code="SUCCESS")
 
-    @app.post("/wechat/_/pay/refund")
-    def refund():
-        body, err = pay_body("refund")
-        if err:
-            return err
-        trade = state.trades.get(body.get("out_trade_no"))
-        no = body.get("out_refund_no")
-        with state.lock:
-            if trade is None or trade["state"] not in ("SUCCESS", "REFUND"):
-                return resp(return_code="SUCCESS", result_code="FAIL", err_code="TRADE_STATE_ERROR",
-                            err_code_des="the trade is not paid")
-            if body.get("refund_fee") != trade["total_fee"] and no not in state.refunds:
-                return resp(return_code="SUCCESS", result_code="FAIL", err_code="PARAM_ERROR",
-                            err_code_des="refund_fee must equal total_fee here")
-            r = state.refunds.setdefault(no, {"out_refund_no": no, "out_trade_no": trade["out_trade_no"],
-                                              "refund_fee": body.get("refund_fee"),
-                                              "refund_id": "5030" + secrets.token_hex(12), "requests": 0})
-            r["requests"] += 1
-            trade["state"] = "REFUND"
-            state.save()
-        return resp(return_code="SUCCESS", result_code="SUCCESS", out_trade_no=r["out_trade_no"],
-                    out_refund_no=no, refund_id=r["refund_id"], refund_fee=r["refund_fee"])
+    # refund, queryrefund, downloadbill and their control endpoints
+    wechat_money.register(app, state, pay_body, resp, service_url)
 
     # -- WeChat: the customer and the platform (control endpoints) -------------------
     def notice_for(trade):
@@ -269,6 +251,7 @@ def create_sandbox(settings):
             if trade["state"] == "NOTPAY":
                 trade["state"] = "SUCCESS"
                 trade["transaction_id"] = "4200" + "".join(secrets.choice("0123456789") for _ in range(24))
+                trade["paid_at"] = time.time()  # its day on the bill (China time)
                 state.save()
         notice = notice_for(trade)
         if opts.get("notify", True) is False:

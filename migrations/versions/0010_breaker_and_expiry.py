@@ -34,6 +34,8 @@ def upgrade():
 
 
 def downgrade():
+    # The older code knows no closed orders: unpaid again (it never asks about them).
+    op.execute("UPDATE orders SET payment_status = 'unpaid' WHERE payment_status = 'closed'")
     op.drop_index("idx_orders_payment_status_created", table_name="orders")
     op.drop_column("orders", "closed_at")
     op.drop_table("operator_breakers")
