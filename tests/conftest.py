@@ -26,7 +26,7 @@ ON_MYSQL = bool(TEST_DB_URL)
 mysql_only = pytest.mark.skipif(not ON_MYSQL, reason="MariaDB only: set ELIFE_TEST_DATABASE_URL")
 
 # Tables in delete order (children first); alembic_version is never touched.
-TABLES = ("rate_limits", "idempotency_keys", "order_events", "operator_calls", "payment_notices", "orders",
+TABLES = ("product_changes", "rate_limits", "idempotency_keys", "order_events", "operator_calls", "payment_notices", "orders",
           "exchange_rates", "products", "users")
 
 
@@ -105,6 +105,7 @@ def settings_env(database_url, ports, log_dir):
         "SANDBOX_PORT": str(ports["sandbox"]),
         "SANDBOX_SERVICE_URL": f"http://127.0.0.1:{ports['service']}",
         "LOG_DIR": str(log_dir),
+        "METRICS_DIR": str(log_dir / "metrics"),
         "LOG_LEVEL": "info",
         "SECRET_KEY": "test-secret",
         "ADMIN_TOKEN": "test-admin-token",

@@ -267,8 +267,10 @@ def test_an_inactive_product_is_neither_listed_nor_sold(app, client, customer):
     assert ("UNITEL", "VOICE", "OLD") not in listed(client)
     before = counts(app)
     r = client.post("/orders", json=order_for("OLD"), headers=customer)
-    assert r.status_code == 400 and r.get_json()["error"]["code"] == "unknown_product"
+    assert r.status_code == 409 and r.get_json()["error"]["code"] == "product_unavailable"
     assert counts(app) == before
+    r = client.post("/orders", json=order_for("NOSUCH"), headers=customer)  # not off sale: not there
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "unknown_product"
 
 
 def test_a_client_sent_price_is_refused_not_used(app, client, customer):

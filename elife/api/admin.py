@@ -330,3 +330,7 @@ def act_give_up(order_number):
                                 lambda: recharge.give_up(o.order_number, actor))
         return f"Asked the operator once more; {outcome}."
     return _action(order_number, "give_up", run)
+
+
+# The rate and the catalogue: their routes are on this blueprint, in their own module.
+from . import admin_catalogue  # noqa: E402,F401
