@@ -9,7 +9,7 @@ import logging
 import secrets
 from datetime import timedelta
 
-from .. import config, database
+from .. import config, database, metrics
 from ..clients import unitel
 from ..extensions import db
 from ..logs import event
@@ -178,6 +178,7 @@ def give_up(order_number, actor):
 def _ask_status(order, actor):
     """The operator's status query for the order, its audit row committed."""
     answer = unitel.UnitelClient(config.current()).status(order.order_number)
+    metrics.operator_request("status", answer)
     audit.record_answer(order, "status", answer)
     db.session.commit()
     event(log, logging.INFO, "status_query", order=order.order_number, actor=actor,
@@ -194,6 +195,7 @@ def _send(order, call_id, kind, actor):
     answer = unitel.UnitelClient(config.current()).submit(
         request_id=order.order_number, msisdn=order.phone_number,
         product_code=order.product_code, recharge_type=order.recharge_type)
+    metrics.operator_request(kind, answer)
     event(log, logging.INFO, "operator_answer", order=order.order_number, kind=kind, actor=actor,
           outcome=answer.outcome, code=answer.code, ms=answer.latency_ms,
           phone=phones.mask(order.phone_number))
@@ -215,9 +217,12 @@ def _to_unknown(order, reason, actor, detail):
 
 def _settle(order, answer, actor, also=None):
     if answer.outcome == unitel.SUCCESS:
+        now = utcnow()
         won = state.transition(order, ("processing", "unknown"), {
-            "recharge_status": "success", "recharged_at": utcnow(),
+            "recharge_status": "success", "recharged_at": now,
             "anomaly_reason": state.clear_auto_reason()}, also=also)
+        if won:
+            metrics.recharged(order.paid_at, now)
         _log_settle(order, won, "recharge_success", actor)
         return "success" if won else None
     if answer.outcome == unitel.FAILED:
