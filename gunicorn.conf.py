@@ -44,3 +44,24 @@ max_requests = 5000
 max_requests_jitter = 500
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None  # empty: no access log
 errorlog = "-"
+
+# Prometheus multiprocess mode, so that one scrape of /metrics sums every worker: each
+# worker writes its metrics to files in this directory (one per port: two services on a
+# host keep theirs apart). prometheus_client reads the variable when a worker first
+# imports it, after this file has run in the master.
+_metrics_dir = os.path.join(_s.METRICS_DIR, f"workers-{_s.PORT}")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+os.makedirs(_metrics_dir, exist_ok=True)
+
+
+def when_ready(server):
+    """Bound to the port, no worker yet: the files left by the last master's workers go."""
+    for name in os.listdir(_metrics_dir):
+        if name.endswith(".db"):
+            os.unlink(os.path.join(_metrics_dir, name))
+
+
+def child_exit(server, worker):
+    """A worker is gone: its live gauges go with it (its counters stay in the sums)."""
+    from prometheus_client import multiprocess
+    multiprocess.mark_process_dead(worker.pid, _metrics_dir)

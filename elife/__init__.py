@@ -30,7 +30,7 @@ def create_app(config=None):
     with app.app_context():
         database.install_sqlite_pragmas(extensions.db.engine)
 
-    logs.setup_logging(settings.LOG_LEVEL, settings.LOG_DIR)
+    logs.setup_logging(settings.LOG_LEVEL, settings.LOG_DIR, settings.LOG_FORMAT)
 
     api.init_app(app)
     cli.register(app)

@@ -57,6 +57,10 @@ class Settings:
     ADMIN_TOKEN: str = _setting("")
     LOG_LEVEL: str = _setting("info")
     LOG_DIR: str = _setting(str(REPO_ROOT / "logs"))
+    LOG_FORMAT: str = _setting("text", doc="text (one line per event) | json (one object per line)")
+    METRICS_TOKEN: str = _setting("", doc="Bearer token for GET /metrics; empty: ADMIN_TOKEN")
+    METRICS_DIR: str = _setting(str(REPO_ROOT / "instance" / "metrics"),
+                                doc="the workers' metric files and the sweep's last run, for /metrics")
     MAX_BODY_BYTES: int = _setting(64 * 1024, int)
 
     DATABASE_URL: str = _setting("")
@@ -119,6 +123,8 @@ class Settings:
     def validate(self):
         if self.ELIFE_ENV not in ("development", "production"):
             raise ConfigError(f"ELIFE_ENV must be development or production, not {self.ELIFE_ENV!r}")
+        if self.LOG_FORMAT not in ("text", "json"):
+            raise ConfigError(f"LOG_FORMAT must be text or json, not {self.LOG_FORMAT!r}")
         if self.is_production:
             missing = self.missing_required()
             if missing:

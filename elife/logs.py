@@ -1,14 +1,42 @@
 """Logging: one line per event to stdout, logs/combined.log and (errors) logs/error.log.
 
-Line format: `2026-01-18T10:00:00.123Z INFO elife.recharge event=claim_won order=ORD.. message`.
+Line format: `2026-01-18T10:00:00.123Z INFO elife.recharge event=claim_won order=ORD.. message req=<id>`.
 Every decision is logged through `event()` with a stable key, so `grep event=amount_mismatch`
 works, and the seed's Chinese phrases ride along in the message for its runbook greps.
+A line written while an HTTP request is handled ends with `req=<its X-Request-Id>`.
+
+LOG_FORMAT=json writes the same events as one JSON object per line, for log shippers:
+{"time", "level", "logger", "event", "order", <the other fields>, "message", "req"}.
 """
+import contextvars
+import json
 import logging
 import os
+import re
 import sys
 import time
 from logging.handlers import WatchedFileHandler
+
+# The X-Request-Id of the request being handled (None outside one). A contextvar, not
+# flask.g: audit rows and log lines are written from modules that know nothing of HTTP.
+_request_id = contextvars.ContextVar("elife_request_id", default=None)
+
+
+def current_request_id():
+    return _request_id.get()
+
+
+def set_request_id(value):
+    _request_id.set(value)
+
+
+class _RequestIdFilter(logging.Filter):
+    """Puts the current request id on every record our handlers write."""
+
+    def filter(self, record):
+        if not hasattr(record, "request_id"):
+            record.request_id = _request_id.get()
+        return True
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
           "warning": logging.WARNING, "error": logging.ERROR}
@@ -18,22 +46,70 @@ class _Formatter(logging.Formatter):
     converter = time.gmtime
 
     def format(self, record):
-        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        ms = int(record.msecs)
-        line = f"{ts}.{ms:03d}Z {record.levelname} {record.name} {record.getMessage()}"
+        line = f"{_timestamp(record)} {record.levelname} {record.name} {record.getMessage()}"
+        if getattr(record, "request_id", None):
+            line += f" req={record.request_id}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
 
 
-def setup_logging(level_name="info", log_dir="logs"):
+def _timestamp(record):
+    ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+    return f"{ts}.{int(record.msecs):03d}Z"
+
+
+# `key=value` at the start of a message, the value bare or "quoted with \" escapes".
+_FIELD = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\S*)(?:\s+|$)')
+_RESERVED = ("time", "level", "logger", "message", "req", "exc")
+
+
+def fields_of(message):
+    """('event=x order=y k="a b" free text') -> ({'event': 'x', 'order': 'y', 'k': 'a b'},
+    'free text'): the keys of the text line, for the JSON one."""
+    out, pos = {}, 0
+    while True:
+        m = _FIELD.match(message, pos)
+        if not m:
+            break
+        k, v = m.group(1), m.group(2)
+        if v.startswith('"') and len(v) >= 2 and v.endswith('"'):
+            try:
+                v = json.loads(v)
+            except ValueError:
+                v = v[1:-1]
+        out[f"field_{k}" if k in _RESERVED or k in out else k] = v
+        pos = m.end()
+    return out, message[pos:].strip()
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the keys of the text line."""
+
+    def format(self, record):
+        fields, rest = fields_of(record.getMessage())
+        obj = {"time": _timestamp(record), "level": record.levelname, "logger": record.name, **fields}
+        if rest:
+            obj["message"] = rest
+        if getattr(record, "request_id", None):
+            obj["req"] = record.request_id
+        if record.exc_info:
+            obj["exc"] = self.formatException(record.exc_info)
+        return json.dumps(obj, ensure_ascii=False, default=str)
+
+
+FORMATS = ("text", "json")
+
+
+def setup_logging(level_name="info", log_dir="logs", log_format="text"):
     level = LEVELS.get(str(level_name).lower(), logging.INFO)
     root = logging.getLogger("elife")
     for h in list(root.handlers):
         if getattr(h, "_elife", False):
             root.removeHandler(h)
             h.close()
-    fmt = _Formatter()
+    fmt = _JsonFormatter() if log_format == "json" else _Formatter()
+    with_request_id = _RequestIdFilter()
     # Under `flask ...` commands stdout is the command's output (report --json is piped
     # into other tools), so the console copy of the log goes to stderr there.
     console = sys.stderr if os.environ.get("FLASK_RUN_FROM_CLI") == "true" else sys.stdout
@@ -47,6 +123,7 @@ def setup_logging(level_name="info", log_dir="logs"):
     for h in handlers:
         h._elife = True
         h.setFormatter(fmt)
+        h.addFilter(with_request_id)
         root.addHandler(h)
     root.setLevel(level)
     root.propagate = False

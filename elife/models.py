@@ -56,8 +56,27 @@ class ExchangeRate(db.Model):
     currency = db.Column(db.String(16), nullable=False)  # 'MNT_TO_CNY'
     rate = db.Column(db.Numeric(18, 8), nullable=False)  # yuan for one tugrik
     is_active = db.Column(db.Boolean, nullable=False, default=True)
-    created_at = db.Column(Timestamp, nullable=False, default=utcnow)
+    created_at = db.Column(Timestamp, nullable=False, default=utcnow)  # when it was set
     updated_at = db.Column(Timestamp, nullable=False, default=utcnow, onupdate=utcnow)
+    # rate_and_catalogue_history: who set it (cli:<user>, admin:<name>) and why
+    set_by = db.Column(db.String(64))
+    note = db.Column(db.String(255))
+
+
+class ProductChange(db.Model):
+    """Every change to the catalogue: what, who, when (the product row keeps only now)."""
+    __tablename__ = "product_changes"
+    __table_args__ = (sa.Index("idx_product_changes_created", "created_at"),)
+    id = db.Column(BigId, primary_key=True, autoincrement=True)
+    product_operator = db.Column(db.String(16), nullable=False)
+    recharge_type = db.Column(db.String(16), nullable=False)
+    product_code = db.Column(db.String(32), nullable=False)
+    action = db.Column(db.String(16), nullable=False)  # add | disable | enable | set_price
+    old_price_tg = db.Column(db.Integer)
+    new_price_tg = db.Column(db.Integer)
+    actor = db.Column(db.String(64), nullable=False)
+    note = db.Column(db.String(255))
+    created_at = db.Column(Timestamp, nullable=False, default=utcnow)
 
 
 class Order(db.Model):
@@ -156,6 +175,8 @@ class OperatorCall(db.Model):
     answer = db.Column(db.Text)
     latency_ms = db.Column(db.Integer)
     created_at = db.Column(Timestamp, nullable=False, default=utcnow)
+    # X-Request-Id of the HTTP request that made the call (request_id is the operator's)
+    http_request_id = db.Column(db.String(64))
 
 
 class OrderEvent(db.Model):

@@ -27,7 +27,7 @@ ON_MYSQL = bool(TEST_DB_URL)
 mysql_only = pytest.mark.skipif(not ON_MYSQL, reason="MariaDB only: set ELIFE_TEST_DATABASE_URL")
 
 # Tables in delete order (children first); alembic_version is never touched.
-TABLES = ("reconciliation_breaks", "reconciliations", "operator_breakers", "rate_limits", "operator_price_lists",
+TABLES = ("product_changes", "reconciliation_breaks", "reconciliations", "operator_breakers", "rate_limits", "operator_price_lists",
           "idempotency_keys", "order_events", "operator_calls", "payment_notices", "orders", "exchange_rates",
           "products", "users")
 
@@ -108,6 +108,7 @@ def settings_env(database_url, ports, log_dir):
         "SANDBOX_SERVICE_URL": f"http://127.0.0.1:{ports['service']}",
         "SANDBOX_STATE_FILE": str(log_dir / "sandbox-state.json"),  # never instance/ in the repo
         "LOG_DIR": str(log_dir),
+        "METRICS_DIR": str(log_dir / "metrics"),
         "LOG_LEVEL": "info",
         "SECRET_KEY": "test-secret",
         "ADMIN_TOKEN": "test-admin-token",

@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 
 from conftest import SEED_ORDER, TABLES, login, order_row, row_counts
 from elife.api import admin_session
+from elife.api.common import SANE_REQUEST_ID
 from elife.shop import phones
 from elife.api.orders import CLIENT_PRICE_FIELDS
 from elife.api.auth import _serializer as customer_token_serializer
@@ -105,6 +106,9 @@ class Fuzzer:
             TALLY["5xx"] += 1
         where = f"{method} {path[:200]!r} -> {r.status_code} {r.data[:400]!r}"
         assert r.status_code < 500, where
+        sent, got = kw.get("headers", {}).get("X-Request-Id"), r.headers.get("X-Request-Id", "")
+        assert SANE_REQUEST_ID.fullmatch(got), where
+        assert got == sent or not (sent and SANE_REQUEST_ID.fullmatch(sent)), where
         self._check_described(r, method, where)
         if r.status_code >= 400:
             with self.app.app_context():
@@ -307,6 +311,7 @@ def misc_headers():
         "Content-Type": CONTENT_TYPES.filter(lambda v: v is not None),
         "X-Forwarded-For": HEADER_TEXT, "X-WX-OPENID": HEADER_TEXT, "User-Agent": HEADER_TEXT,
         "Accept": st.sampled_from(["application/json", "*/*", "text/plain"]),
+        "X-Request-Id": st.sampled_from(["fuzz-1", "a" * 64, "a" * 65, "a b", "req=x"]) | HEADER_TEXT,
     })
 
 
@@ -709,11 +714,62 @@ def test_fuzz_admin(fz, app, client, admin_orders, data):
     fz.send(method, f"{path}?{query}", headers=headers, **kw)
 
 
+CATALOGUE_ROUTES = [("GET", "/admin/catalogue"), ("GET", "/admin/catalogue.json"), ("POST", "/admin/rate"),
+                    ("POST", "/admin/products"), ("POST", "/admin/products/{p}/disable"),
+                    ("POST", "/admin/products/{p}/enable"), ("POST", "/admin/products/{p}/price")]
+PRODUCT_KEYS = st.sampled_from(["UNITEL/VOICE/5000", "UNITEL/DATA/DATA1GB", "UNITEL/VOICE/4999", "unitel/voice/5000",
+                                "NOPE/VOICE/5000", "UNITEL/SMS/5000", "UNITEL/VOICE/a%20b"]) | st.builds(
+    lambda a, b, c: f"{a}/{b}/{c}", quoted(texts(6)).filter(bool), quoted(texts(6)).filter(bool),
+    quoted(texts(6)).filter(bool))
+RATES = st.sampled_from(["0.0021", "0.00211", "0.0022", "0.0042", "1e-3", "-1", "0", "0.000000001", "NaN", " ",
+                         "0.00210000", "99999999999"]) | FORM_TEXT
+PRICES = st.sampled_from(["5000", "5100", "9000", "0", "-1", "5000.5", "1e4", "５０００", "999999999"]) | FORM_TEXT
+
+
+@fuzz(150)
+@given(data=st.data())
+def test_fuzz_admin_catalogue(fz, app, client, data):
+    """The rate and catalogue routes: a refused change changes no row (the fuzzer's check),
+    and whatever is accepted leaves exactly one active rate."""
+    client.delete_cookie(admin_session.COOKIE_NAME, path=admin_session.COOKIE_PATH)
+    method, template = data.draw(st.sampled_from(CATALOGUE_ROUTES))
+    path = template.replace("{p}", data.draw(PRODUCT_KEYS))
+    headers = {}
+    auth = data.draw(mostly(st.just(f"Bearer {ADMIN_TOKEN}"), st.one_of(
+        st.none(), st.sampled_from(["Bearer", f"Bearer {ADMIN_TOKEN}x"]), HEADER_TEXT), 6))
+    if auth is not None:
+        headers["Authorization"] = auth
+    accept = data.draw(ACCEPT)
+    if accept is not None:
+        headers["Accept"] = accept
+    form = data.draw(st.fixed_dictionaries({}, optional={
+        "rate": RATES, "price": PRICES, "note": mostly(st.text(PRINTABLE, max_size=40), FORM_TEXT, 6),
+        "force": st.sampled_from(["1", "", "0", "yes"]) | FORM_TEXT, "name": FORM_TEXT,
+        "operator": st.sampled_from(["UNITEL", "unitel", "ONDO", "X"]) | FORM_TEXT,
+        "rechargeType": st.sampled_from(["VOICE", "DATA", "SMS"]) | FORM_TEXT,
+        "code": st.sampled_from(["5000", "FUZZ1", "a b", ""]) | FORM_TEXT,
+        "productName": st.sampled_from(["Fuzz product", "", " "]) | FORM_TEXT,
+        "csrf_token": FORM_TEXT,
+    }))
+    if data.draw(st.booleans()):
+        with app.test_request_context():
+            value = admin_session.new_cookie_value("fuzz")
+            client.set_cookie(admin_session.COOKIE_NAME, value, path=admin_session.COOKIE_PATH)
+            if data.draw(st.booleans()):
+                form["csrf_token"] = admin_session.csrf_token(admin_session.read_cookie(value))
+    fz.send(method, path, headers=headers, **({"data": form} if method == "POST" else {}))
+    with app.app_context():
+        with db.engine.connect() as c:
+            assert c.execute(sa.text("SELECT COUNT(*) FROM exchange_rates WHERE is_active = :t"),
+                             {"t": True}).scalar() == 1
+
+
 # -- any method, any path -------------------------------------------------------------------------------
 
 KNOWN_PATHS = ["/", "/health", "/openapi.json", "/auth/login", "/products", "/orders", "/orders/{n}",
                "/payment/create", "/payment/callback/{n}", "/payment/refund-callback/{n}", "/admin", "/admin/login",
-               "/static/x", "/static/../x"]
+               "/static/x", "/static/../x",
+               "/metrics", "/admin/catalogue", "/admin/rate", "/admin/products"]
 
 
 @fuzz(150)

@@ -423,3 +423,7 @@ def act_resolve_break(day, break_id):
         raise ApiError(r.status, r.code, r.message) from None
     event(log, logging.INFO, "admin_action", action="resolve_break", day=day, id=break_id, actor=actor)
     return back("Break resolved.")
+
+
+# The rate and the catalogue: their routes are on this blueprint, in their own module.
+from . import admin_catalogue  # noqa: E402,F401

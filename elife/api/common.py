@@ -8,6 +8,8 @@ from .. import config
 from .errors import ApiError
 
 ORDER_NUMBER = re.compile(r"ORD[0-9]{6,29}")
+# A caller's X-Request-Id is kept when it is this: safe in a log line, a header and a column.
+SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def json_object():

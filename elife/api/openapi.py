@@ -13,10 +13,12 @@ from flask import Blueprint, jsonify
 
 from .. import config
 from ..models import PAYMENT_STATUSES, RECHARGE_STATUSES
-from ..shop import catalog, phones, vat
+from ..shop import catalog, phones, product_admin, rates, vat
 from ..shop.pricing import MAX_TOTAL_FEE
+from ..shop.rates import MAX_MOVE
 from . import common
 from . import orders as orders_api
+from .common import SANE_REQUEST_ID
 
 bp = Blueprint("openapi", __name__)
 
@@ -151,6 +153,104 @@ TRIMMED = ("Surrounding whitespace is removed before the checks; the value must 
            "printable (no control characters).")
 
 
+REQUEST_ID_PARAM = {
+    "name": "X-Request-Id", "in": "header", "required": False,
+    "description": ("the caller's id for this request: echoed in the answer, on every log line "
+                    "(req=<id>) and on the audit rows of the WeChat and Unitel calls it makes, when it "
+                    "is 1-64 of A-Z a-z 0-9 . _ -; anything else is replaced by a new one"),
+    "schema": {"type": "string", "pattern": _anchored(SANE_REQUEST_ID), "maxLength": 64},
+}
+REQUEST_ID_HEADER = {
+    "description": "the request's id: the caller's X-Request-Id when sane, else a new one (32 hex digits)",
+    "schema": {"type": "string", "pattern": _anchored(SANE_REQUEST_ID)},
+}
+
+
+def _catalogue_paths():
+    """/admin/catalogue, /admin/rate, /admin/products...: the rate and the catalogue."""
+    page = {"200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}}
+    who = {"name": {"type": "string", "maxLength": 40, "description": "who, for the history"},
+           "csrf_token": {"type": "string", "description": "required with the login cookie"}}
+    note = {"note": {"type": "string", "maxLength": 255, "description": "why (kept with the change)"}}
+    force = {"force": {"type": "string", "enum": ["1"],
+                       "description": f"confirms a move of more than {int(MAX_MOVE * 100)} %"}}
+    product_params = [
+        {"name": "operator", "in": "path", "required": True, "schema": {"type": "string",
+                                                                         "enum": list(phones.OPERATOR_CODES)}},
+        {"name": "rechargeType", "in": "path", "required": True,
+         "schema": {"type": "string", "enum": list(catalog.RECHARGE_TYPES)}},
+        {"name": "code", "in": "path", "required": True,
+         "schema": {"type": "string", "pattern": _anchored(product_admin.CODE)}},
+    ]
+    product_400 = ["invalid_operator", "invalid_recharge_type", "invalid_product_code"]
+
+    def change(op_id, summary, form, required, codes400, codes409, params=(), codes404=None):
+        responses = _admin_responses(
+            {"200": _json("done (an API client): what it is now", {"type": "object"}),
+             "303": {"description": "a browser: back to /admin/catalogue with a message (also when refused)",
+                     "headers": {"Location": {"schema": {"type": "string"}}}}},
+            codes400=codes400)
+        if codes404:
+            responses["404"] = _error("no such product", codes404, html=True)
+        if codes409:
+            responses["409"] = _error(
+                "refused as things are: a move of more than 10 % without force (a browser gets the "
+                "confirmation page), a change made meanwhile, or a product that exists", codes409, html=True)
+        return {"post": {
+            "tags": ["admin"], "operationId": op_id, "security": _admin_security(), "summary": summary,
+            "parameters": list(params),
+            "requestBody": _form_body({**form, **who}, required=required),
+            "responses": responses,
+        }}
+
+    return {
+        "/admin/catalogue": {"get": {
+            "tags": ["admin"], "operationId": "adminCatalogue", "security": _admin_security(),
+            "summary": "the exchange rate with its last ten, every product, the catalogue's changes, and their forms",
+            "parameters": [{"name": "m", "in": "query", "required": False, "schema": {"type": "string"},
+                            "description": "a signed message to show"}],
+            "responses": _admin_responses(page),
+        }},
+        "/admin/catalogue.json": {"get": {
+            "tags": ["admin"], "operationId": "adminCatalogueJson", "security": _admin_security(),
+            "summary": "the same as JSON",
+            "responses": _admin_responses({"200": _json("rate, rateHistory, products, changes", {
+                "type": "object", "required": ["rate", "rateHistory", "products", "changes"],
+                "properties": {"rate": {"type": "object", "nullable": True},
+                               "rateHistory": {"type": "array", "items": {"type": "object"}},
+                               "products": {"type": "array", "items": {"type": "object"}},
+                               "changes": {"type": "array", "items": {"type": "object"}}}})}),
+        }},
+        "/admin/rate": change(
+            "adminSetRate", "make a new MNT->CNY rate active (the old one is kept, inactive)",
+            {"rate": {"type": "string", "pattern": _anchored(rates._RATE),
+                      "description": "yuan for one tugrik: a positive decimal, at most 8 places"},
+             **note, **force}, ["rate", "note"], ["invalid_rate", "missing_note", "note_too_long"],
+            ["rate_change_too_large", "rate_changed_meanwhile"]),
+        "/admin/products": change(
+            "adminAddProduct", "add a denomination",
+            {"operator": {"type": "string", "enum": list(phones.OPERATOR_CODES)},
+             "rechargeType": {"type": "string", "enum": list(catalog.RECHARGE_TYPES)},
+             "code": {"type": "string", "pattern": _anchored(product_admin.CODE)},
+             "price": {"type": "string", "pattern": "^[0-9]{1,9}$", "description": "whole tugrik"},
+             "productName": {"type": "string", "maxLength": product_admin.NAME_MAX},
+             "disabled": {"type": "string", "description": "1: add it off sale"}, **note},
+            ["operator", "rechargeType", "code", "price", "productName"],
+            product_400 + ["invalid_price", "invalid_name", "note_too_long"], ["product_exists"]),
+        "/admin/products/{operator}/{rechargeType}/{code}/disable": change(
+            "adminDisableProduct", "take a product off sale (orders already made are untouched)", note, (),
+            product_400 + ["note_too_long"], [], product_params, ["unknown_product"]),
+        "/admin/products/{operator}/{rechargeType}/{code}/enable": change(
+            "adminEnableProduct", "put a product back on sale", note, (),
+            product_400 + ["note_too_long"], [], product_params, ["unknown_product"]),
+        "/admin/products/{operator}/{rechargeType}/{code}/price": change(
+            "adminSetProductPrice", "set a product's MNT price (orders already made keep theirs)",
+            {"price": {"type": "string", "pattern": "^[0-9]{1,9}$", "description": "whole tugrik"},
+             **note, **force}, ["price"], product_400 + ["invalid_price", "note_too_long"],
+            ["price_change_too_large", "product_changed_meanwhile"], product_params, ["unknown_product"]),
+    }
+
+
 def schemas():
     supported_prefixes = sorted(p for op in phones.SUPPORTED_OPERATORS for p in phones.OPERATOR_PREFIXES[op])
     timestamp = {"type": "string", "format": "date-time", "example": "2026-01-18T10:00:00.123Z"}
@@ -226,7 +326,8 @@ def schemas():
             "properties": {
                 "phoneNumber": _string(
                     32, "A Mongolian number: 8 digits, optionally after +976, 00976 or 976; spaces, "
-                        "dashes, dots and brackets are removed. It must belong to productOperator "
+                        "dashes, dots and brackets are removed. It must be valid in the current Mongolian plan "
+                        "(else 400 invalid_phone_number) and belong to productOperator "
                         f"(Unitel: {', '.join(supported_prefixes)}...), or it is a 400 "
                         "phone_operator_mismatch. " + TRIMMED, example="88888888"),
                 "productOperator": _string(16, "only these operators are sold (others: 400 "
@@ -450,11 +551,13 @@ def build_spec(settings):
                                                     "invalid_vat_register_no", "unknown_product",
                                                     "product_unavailable_for_number"]),
                     "401": _error("not logged in", CUSTOMER_401),
-                    "409": _error("the key's first request is still running, this product would cost "
-                                  "nothing (or too much) at the active rate, or the operator's price for "
-                                  "it moved (price_changed: details.priceTg is the operator's price now; "
-                                  "the product is not sold until the catalogue follows)",
-                                  ["idempotency_key_in_use", "price_unavailable", "price_changed"],
+                    "409": _error("the product is off sale (product_unavailable), the key's first request "
+                                  "is still running, this product would cost nothing (or too much) at the "
+                                  "active rate, or the operator's price for it moved (price_changed: "
+                                  "details.priceTg is the operator's price now; the product is not sold "
+                                  "until the catalogue follows)",
+                                  ["product_unavailable", "idempotency_key_in_use", "price_unavailable",
+                                   "price_changed"],
                                   details={"type": "object", "required": ["priceTg", "previousPriceTg"],
                                            "properties": {"priceTg": {"type": "integer",
                                                                       "description": "the operator's, MNT"},
@@ -759,13 +862,36 @@ def build_spec(settings):
                 codes404=True, codes409=conflicts),
         }}
 
+    paths.update(_catalogue_paths())
+    paths["/metrics"] = {"get": {
+        "tags": ["meta"], "operationId": "metrics", "security": [{"metricsBearer": []}],
+        "summary": "Prometheus metrics (text format), summed over every gunicorn worker",
+        "description": ("Counters and histograms of the workers (elife_orders_created_total, "
+                        "elife_callbacks_total{decision}, elife_operator_requests_total{kind,outcome}, "
+                        "elife_operator_request_seconds, elife_recharge_seconds, elife_refunds_total{outcome}, "
+                        "elife_http_requests_total{endpoint,status}, elife_breaker_open); the sweep's last "
+                        "run (elife_sweep_last_run_*); and, read from the database at the scrape, "
+                        "elife_orders_pending_compensation and its _oldest_seconds (the seed's query 4)."),
+        "responses": {
+            "200": {"description": "the metrics",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}},
+            "401": _error("no Bearer token", ["missing_token"],
+                          {"WWW-Authenticate": {"schema": {"type": "string"}}}),
+            "403": _error("not the metrics token", ["forbidden"]),
+        },
+    }}
+
     # The body limit is checked before routing reaches a view: any request declaring a
-    # larger body is refused, whatever its path and method.
+    # larger body is refused, whatever its path and method. Every request may carry an
+    # X-Request-Id, and every answer carries one.
     for path, item in paths.items():
         for op in item.values():
             op["responses"].setdefault("413", _error(
                 f"the body is larger than {limit} bytes (refused before it is read)", ["body_too_large"],
                 html=path.startswith("/admin")))
+            op.setdefault("parameters", []).append(REQUEST_ID_PARAM)
+            for resp in op["responses"].values():
+                resp.setdefault("headers", {})["X-Request-Id"] = REQUEST_ID_HEADER
 
     return {
         "openapi": OPENAPI_VERSION,
@@ -798,6 +924,8 @@ def build_spec(settings):
                              "description": "set by WeChat Cloud Hosting; believed only with TRUST_WX_HEADERS "
                                             "(at most 64 characters)"},
                 "adminBearer": {"type": "http", "scheme": "bearer", "description": "ADMIN_TOKEN"},
+                "metricsBearer": {"type": "http", "scheme": "bearer",
+                                  "description": "METRICS_TOKEN (ADMIN_TOKEN when that is unset)"},
                 "adminCookie": {"type": "apiKey", "in": "cookie", "name": "elife_admin",
                                 "description": "set by POST /admin/login; forms then need csrf_token"},
             },

@@ -2,6 +2,7 @@
 import sqlalchemy as sa
 
 from ..extensions import db
+from ..logs import current_request_id
 from ..models import OperatorCall, OrderEvent
 from ..timeutil import utcnow
 
@@ -10,12 +11,13 @@ _CALLS = OperatorCall.__table__
 
 
 def record_call(order, kind, outcome, detail="", http_status=None, latency_ms=None):
-    """One row of operator_calls, in the open transaction (the caller commits); its id."""
+    """One row of operator_calls, in the open transaction (the caller commits); its id.
+    http_request_id: the X-Request-Id of the HTTP request that made the call, if any."""
     return db.session.connection().execute(_CALLS.insert(), {
         "order_number": order.order_number, "request_id": order.order_number,
         "msisdn": order.phone_number, "kind": kind, "outcome": outcome, "http_status": http_status,
         "latency_ms": latency_ms, "answer": (detail or "")[:1000] or None,
-        "created_at": utcnow()}).inserted_primary_key[0]
+        "created_at": utcnow(), "http_request_id": current_request_id()}).inserted_primary_key[0]
 
 
 def _said(answer):

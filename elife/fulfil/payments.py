@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from .. import config, database
+from .. import config, database, metrics
 from ..clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
 from ..errors import Conflict, DomainError, Forbidden, Invalid, Unavailable
 from ..extensions import db
@@ -106,6 +106,7 @@ def handle_callback(url_order_number, raw_body, headers, later=None):
     if decision != "paid":  # a paid notice's decision was committed with the payment
         record(decision, detail)
         db.session.commit()
+    metrics.callback(decision)
     return NoticeVerdict(decision, refused)
 
 

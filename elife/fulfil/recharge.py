@@ -14,7 +14,7 @@ import logging
 import secrets
 from datetime import timedelta
 
-from .. import config, database
+from .. import config, database, metrics
 from ..clients import unitel
 from ..extensions import db
 from ..logs import event
@@ -231,6 +231,7 @@ def _ask_status(order, actor):
     """The operator's status query for the order, its audit row committed."""
     db.session.close()  # no connection held while the operator takes its time
     answer = unitel.UnitelClient(config.current()).status(order.order_number)
+    metrics.operator_request("status", answer)
     audit.record_answer(order, "status", answer)
     db.session.commit()
     breaker.record(answer, order.product_operator)
@@ -254,6 +255,7 @@ def _send(order, call_id, kind, actor):
     answer = unitel.UnitelClient(config.current()).submit(
         journal_id=order.order_number, msisdn=order.phone_number, recharge_type=order.recharge_type,
         operator_code=operator_code, amount_mnt=order.product_price_tg, vat_register_no=order.vat_register_no)
+    metrics.operator_request(kind, answer)
     event(log, logging.INFO, "operator_answer", order=order.order_number, kind=kind, actor=actor,
           outcome=answer.outcome, code=answer.code, ms=answer.latency_ms,
           phone=phones.mask(order.phone_number))
@@ -283,9 +285,12 @@ def _to_unknown(order, reason, actor, detail):
 
 def _settle(order, answer, actor, also=None):
     if answer.outcome == unitel.SUCCESS:
+        now = utcnow()
         won = state.transition(order, ("processing", "unknown"), {
-            "recharge_status": "success", "recharged_at": utcnow(), **_receipt_values(answer.receipt),
+            "recharge_status": "success", "recharged_at": now, **_receipt_values(answer.receipt),
             "anomaly_reason": state.clear_auto_reason(state.CONFIRM)}, also=also)
+        if won:
+            metrics.recharged(order.paid_at, now)
         _log_settle(order, won, "recharge_success", actor, receipt="yes" if answer.receipt else "no")
         return "success" if won else None
     if answer.outcome == unitel.FAILED:

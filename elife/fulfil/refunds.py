@@ -11,7 +11,7 @@ a note. The writes are in state.py.
 """
 import logging
 
-from .. import config
+from .. import config, metrics
 from ..clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
 from ..extensions import db
 from ..logs import event
@@ -49,6 +49,7 @@ def refund(order_number, actor):
             callback_path=refund_callback_path(order_number))
     except WeChatUnavailable as exc:
         # Never reached WeChat (or no answer): the sweep sends it again.
+        metrics.refund("error")
         audit.record_call(order, "refund", "error", str(exc))
         anomalies.flag(order_number, "refund_failed", f"WeChat not reached: {exc}")
         db.session.commit()
@@ -58,6 +59,7 @@ def refund(order_number, actor):
     except WeChatRejected as exc:
         # WeChat said no: a person decides when to ask again.
         words = f"{exc.code}: {exc}"
+        metrics.refund("refused")
         audit.record_call(order, "refund", "failed", words)
         state.note_refund_refused(order_number, utcnow())
         anomalies.flag(order_number, "refund_failed", f"refund refused by WeChat: {words}")
@@ -65,6 +67,7 @@ def refund(order_number, actor):
         event(log, logging.ERROR, "refund_failed", order=order_number, actor=actor, reason="refused",
               code=exc.code, error=str(exc))
         return "paid"
+    metrics.refund("accepted")
     audit.record_call(order, "refund", "success",
                       f"accepted: {order.total_fee} fen, refund id {accepted.refund_id or '-'}")
     db.session.commit()
@@ -105,6 +108,7 @@ def settle(order, answer, actor):
             db.session.commit()
             return order.payment_status
         if state.mark_refunded(n):
+            metrics.refund("refunded")
             event(log, logging.INFO, "refunded", order=n, actor=actor, total_fee=order.total_fee)
         return "refunded"
     if answer.failed:
@@ -116,6 +120,7 @@ def settle(order, answer, actor):
             state.note_refund_refused(n, utcnow())
             anomalies.flag(n, "refund_failed", words)
             db.session.commit()
+        metrics.refund("closed")
         event(log, logging.ERROR, "refund_failed", order=n, actor=actor, reason=answer.status)
         return "paid"
     event(log, logging.INFO, "refund_processing", order=n, actor=actor, status=answer.status)

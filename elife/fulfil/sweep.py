@@ -41,7 +41,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from .. import config
+from .. import config, metrics
 from ..clients import unitel
 from ..clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
 from ..extensions import db
@@ -138,6 +138,7 @@ def run(settings=None):
     deadline = started + s.SWEEP_MAX_SECONDS
     now = utcnow()
     summary = Summary()
+    calls_before = metrics.operator_counts()
     for name, where, key_col in selections(now, s):
         counts = summary.by_selection.setdefault(name, 0)
         after = None
@@ -171,7 +172,18 @@ def run(settings=None):
     summary.seconds = time.monotonic() - started
     event(log, logging.INFO, "sweep_summary", summary.line()[len("sweep: "):],
           **{f"n_{k}": v for k, v in summary.by_selection.items()})
+    _publish(s, summary, calls_before)
     return summary
+
+
+def _publish(s, summary, calls_before):
+    """The run's summary where GET /metrics reads it (the sweep is not a gunicorn worker)."""
+    try:
+        calls = {k: n - calls_before.get(k, 0) for k, n in metrics.operator_counts().items()}
+        metrics.write_sweep_summary(s.METRICS_DIR, summary, calls)
+    except Exception as exc:  # noqa: BLE001 -- the sweep's work is done; say so and go on
+        event(log, logging.WARNING, "sweep_summary_not_written", error=type(exc).__name__,
+              dir=s.METRICS_DIR)
 
 
 OPERATOR_WORK = ("paid_unclaimed", "unknown", "stuck_processing")

@@ -161,12 +161,195 @@ def incident_command(since, as_json):
     sys.exit(2 if dupes else 0)
 
 
+# -- the exchange rate and the catalogue, without SQL ------------------------------------------
+
+def _database_line():
+    """Which database a command of a sub-group changes, said first, as the group's own
+    commands say it (stderr: stdout may be --json)."""
+    click.echo(f"database: {database.describe(config.current().DATABASE_URL)}", err=True)
+
+
+def _actor(by):
+    import getpass
+    from ..api.admin_session import clean_name
+    try:
+        who = by or getpass.getuser()
+    except Exception:  # noqa: BLE001 -- no user name in this environment
+        who = ""
+    return f"cli:{clean_name(who) or 'unknown'}"
+
+
+def _refused(exc):
+    """A domain refusal as one line and exit 1 (2 for a move that needs --force)."""
+    from ..errors import Conflict
+    click.echo(f"refused ({exc.code}): {exc.message}", err=True)
+    sys.exit(2 if isinstance(exc, Conflict) and exc.code.endswith("_change_too_large") else 1)
+
+
+@elife_cli.group("rate")
+def rate_cli():
+    """The MNT->CNY exchange rate: show it, set it."""
+
+
+@rate_cli.command("show")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def rate_show(as_json):
+    """The active rate, when and by whom it was set, and the last ten."""
+    from decimal import Decimal
+
+    from ..shop import rates
+    _database_line()
+    rows = [rates.as_json(r) for r in rates.history()]
+    active = next((r for r in rows if r["active"]), None)
+    if as_json:
+        click.echo(json.dumps({"active": active, "history": rows}, ensure_ascii=False, indent=2))
+        return
+    if active:
+        per_yuan = (1 / Decimal(active["rate"])).quantize(Decimal("0.01"))
+        click.echo(f"active rate: {active['rate']} CNY per MNT (1 CNY = {per_yuan} MNT)")
+        click.echo(f"  set {active['setAt']} by {active['setBy'] or '-'}: {active['note'] or '-'}")
+    else:
+        click.echo("active rate: none (orders are refused: no_exchange_rate)")
+    click.echo("last ten:")
+    for r in rows:
+        click.echo(f"  {r['setAt']}  {r['rate']:<14} {'ACTIVE  ' if r['active'] else 'replaced'}  "
+                   f"{r['setBy'] or '-'}: {r['note'] or '-'}")
+
+
+@rate_cli.command("set")
+@click.argument("rate")
+@click.option("--note", required=True, help="why the rate changes (kept with it)")
+@click.option("--force", is_flag=True, help="allow a move of more than 10 % from the active rate")
+@click.option("--by", default="", help="who you are (default: your login name)")
+def rate_set(rate, note, force, by):
+    """Make RATE (yuan for one tugrik, e.g. 0.00210000) the active rate."""
+    from ..errors import DomainError
+    from ..shop import rates
+    _database_line()
+    try:
+        old, new = rates.set_rate(rate, _actor(by), note, force=force)
+    except DomainError as exc:
+        _refused(exc)
+    if old is None:
+        click.echo(f"rate set: {new} (there was no active rate)")
+    else:
+        click.echo(f"rate set: {old} -> {new} ({rates.move_text(rates.move(old, new))})")
+
+
 @elife_cli.group("product")
-def product_group():
-    """The catalogue."""
+def product_cli():
+    """The catalogue: list, add, set a price, take off sale and put back."""
 
 
-@product_group.command("sync")
+def _product_options(fn):
+    for opt in reversed((
+            click.option("--operator", required=True, help="e.g. UNITEL"),
+            click.option("--type", "recharge_type", required=True, help="VOICE or DATA"),
+            click.option("--code", required=True, help="the product code, e.g. 5000"))):
+        fn = opt(fn)
+    return fn
+
+
+def _show_product(p):
+    fee = f"{p['totalFee']} fen" if p["totalFee"] is not None else "no price"
+    return (f"{p['productOperator']:<8} {p['rechargeType']:<6} {p['productCode']:<10} "
+            f"{p['priceTg']:>9} MNT  {fee:>10}  {'on sale ' if p['active'] else 'DISABLED'}  {p['name']}")
+
+
+@product_cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def product_list(as_json):
+    """Every product, on sale or not, priced at the active rate."""
+    from ..shop import product_admin
+    _database_line()
+    items = product_admin.all_products()
+    if as_json:
+        click.echo(json.dumps({"products": items}, ensure_ascii=False, indent=2))
+        return
+    for p in items:
+        click.echo(_show_product(p))
+    click.echo(f"{len(items)} products, {sum(p['active'] for p in items)} on sale")
+
+
+def _set_active(operator, recharge_type, code, note, by, active):
+    from ..errors import DomainError
+    from ..shop import product_admin
+    _database_line()
+    try:
+        p, changed = product_admin.set_active(operator, recharge_type, code, active, _actor(by), note)
+    except DomainError as exc:
+        _refused(exc)
+    click.echo(("" if changed else "unchanged, already: ") + _show_product(p))
+
+
+@product_cli.command("disable")
+@_product_options
+@click.option("--note", default="", help="why (kept with the change)")
+@click.option("--by", default="", help="who you are (default: your login name)")
+def product_disable(operator, recharge_type, code, note, by):
+    """Take a product off sale (orders already made are untouched)."""
+    _set_active(operator, recharge_type, code, note, by, False)
+
+
+@product_cli.command("enable")
+@_product_options
+@click.option("--note", default="", help="why (kept with the change)")
+@click.option("--by", default="", help="who you are (default: your login name)")
+def product_enable(operator, recharge_type, code, note, by):
+    """Put a product back on sale."""
+    _set_active(operator, recharge_type, code, note, by, True)
+
+
+@product_cli.command("add")
+@_product_options
+@click.option("--price", "price_tg", required=True, help="the price in whole tugrik (MNT)")
+@click.option("--name", required=True, help="what the customer sees")
+@click.option("--disabled", is_flag=True, help="add it off sale")
+@click.option("--note", default="", help="why (kept with the change)")
+@click.option("--by", default="", help="who you are (default: your login name)")
+def product_add(operator, recharge_type, code, price_tg, name, disabled, note, by):
+    """Add a denomination."""
+    from ..errors import DomainError
+    from ..shop import product_admin
+    _database_line()
+    try:
+        p = product_admin.add(operator, recharge_type, code, price_tg, name, _actor(by), note, active=not disabled)
+    except DomainError as exc:
+        _refused(exc)
+    click.echo("added: " + _show_product(p))
+
+
+@product_cli.command("set-price")
+@_product_options
+@click.option("--price", "price_tg", required=True, help="the new price in whole tugrik (MNT)")
+@click.option("--force", is_flag=True, help="allow a move of more than 10 %")
+@click.option("--note", default="", help="why (kept with the change)")
+@click.option("--by", default="", help="who you are (default: your login name)")
+def product_set_price(operator, recharge_type, code, price_tg, force, note, by):
+    """Set a product's MNT price (orders already made keep theirs)."""
+    from ..errors import DomainError
+    from ..shop import product_admin
+    _database_line()
+    try:
+        old, p = product_admin.set_price(operator, recharge_type, code, price_tg, _actor(by), note, force=force)
+    except DomainError as exc:
+        _refused(exc)
+    click.echo(f"price {old} -> {p['priceTg']} MNT: " + _show_product(p))
+
+
+@product_cli.command("history")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+def product_history(limit):
+    """The latest catalogue changes: what, who, when."""
+    from ..shop import product_admin
+    _database_line()
+    for c in product_admin.changes(limit):
+        price = f" {c['oldPriceTg']} -> {c['newPriceTg']} MNT" if c["action"] == "set_price" else (
+            f" {c['newPriceTg']} MNT" if c["action"] == "add" else "")
+        click.echo(f"{c['at']}  {c['action']:<9} {c['product']}{price}  by {c['by']}: {c['note'] or '-'}")
+
+
+@product_cli.command("sync")
 @click.option("--msisdn", required=True, help="a Unitel number whose package list is read")
 @click.option("--apply", "do_apply", is_flag=True, help="write the differences (default: only show them)")
 def product_sync_command(msisdn, do_apply):
@@ -178,6 +361,7 @@ def product_sync_command(msisdn, do_apply):
     from ..errors import Invalid
     from ..shop import phones
     from . import product_sync
+    _database_line()
     try:
         number = phones.check_operator(msisdn, product_sync.OPERATOR)
     except Invalid as exc:

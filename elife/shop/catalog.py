@@ -1,6 +1,7 @@
 """The product catalogue, priced at the active exchange rate."""
 import sqlalchemy as sa
 
+from ..errors import Conflict
 from ..extensions import db
 from ..models import Product
 from .pricing import RATE, PricingError, checked_rate, price, yuan
@@ -11,8 +12,10 @@ _P = Product.__table__
 _PRICED = sa.select(_P.c.product_code, _P.c.product_operator, _P.c.recharge_type, _P.c.name,
                     _P.c.eng_name, _P.c.days, _P.c.data, _P.c.operator_code,
                     _P.c.price_tg, RATE).where(_P.c.is_active.is_(True))
-_ONE = _PRICED.where(_P.c.product_operator == sa.bindparam("op"), _P.c.recharge_type == sa.bindparam("rt"),
-                     _P.c.product_code == sa.bindparam("code"))
+# One product on sale or not: an order for a disabled one is refused as unavailable, not unknown.
+_ONE = sa.select(_P.c.product_code, _P.c.price_tg, _P.c.is_active, _P.c.operator_code, RATE).where(
+    _P.c.product_operator == sa.bindparam("op"), _P.c.recharge_type == sa.bindparam("rt"),
+    _P.c.product_code == sa.bindparam("code"))
 
 
 def products(operator=None, recharge_type=None):
@@ -52,9 +55,12 @@ def as_json(p, pr):
 
 
 def find_active(operator, recharge_type, code):
-    """The product on sale as (product_code, price_tg, rate as read, the operator's code),
-    or None. The rate is unchecked: pass it to pricing.checked_rate."""
+    """The product on sale as (product_code, price_tg, rate as read, the operator's code);
+    None when there is no such product; a Conflict (product_unavailable) when it is off
+    sale. The rate is unchecked: pass it to pricing.checked_rate."""
     row = db.session.connection().execute(_ONE, {"op": operator, "rt": recharge_type, "code": code}).first()
+    if row is not None and not row.is_active:
+        raise Conflict("product_unavailable", "this product is not on sale at the moment")
     return row and (row.product_code, row.price_tg, row.rate, row.operator_code or row.product_code)
 
 

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from . import catalog, limits, live_prices, phones, vat
+from .. import metrics
 from ..errors import Conflict, Invalid, NotFound
 from ..fulfil import breaker
 from ..extensions import db
@@ -73,6 +74,7 @@ def create(user, *, phone_number, operator, recharge_type, product_code, idempot
     if idempotency_key:
         conn.execute(_KEY_ORDER, {"uid": user.id, "key": idempotency_key, "n": order["order_number"]})
     db.session.commit()
+    metrics.order_created()
     event(log, logging.INFO, "order_created", order=order["order_number"],
           phone=phones.mask(number), product=code, total_fee=pr.total_fee)
     return Order(**order), True
