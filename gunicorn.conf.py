@@ -26,7 +26,7 @@ def _env(name, default):
 
 bind = f"{_env('HOST', '127.0.0.1')}:{_s.PORT}"
 # gthread: threads per worker. A payment notice is answered first and its top-up (up to
-# UNITEL_READ_TIMEOUT, 30 s) runs after, in the same thread, so a few slow operator
+# UNITEL_READ_TIMEOUT, 30 s) runs after, on the worker's recharge pool, so a few slow operator
 # answers never hold up WeChat or the next customer. Each thread holds at most one
 # database connection at a time: keep threads <= the pool's 5 (database.engine_options).
 worker_class = "gthread"

@@ -12,7 +12,7 @@ def create_app(config=None):
     """Build the service. `config` is a dict of settings that win over the environment."""
     settings = load_settings(config).validate()
 
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # no static files: /static/... is a JSON 404
     app.config.update(
         SETTINGS=settings,
         SECRET_KEY=settings.SECRET_KEY,

@@ -50,7 +50,7 @@ class _Metrics:
                                           buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10))
         self.recharge_seconds = Histogram("elife_recharge_seconds", "From paid to recharged (success)",
                                           buckets=(0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600))
-        self.refunds = Counter("elife_refunds_total", "Refund requests to WeChat Pay, by outcome (success, error)",
+        self.refunds = Counter("elife_refunds_total", "Refunds, by outcome: accepted, refused or error (the request), refunded or closed (WeChat's answer)",
                                ["outcome"])
         self.http_requests = Counter("elife_http_requests_total", "HTTP requests answered, by route and status",
                                      ["endpoint", "status"])

@@ -137,6 +137,7 @@ def test_an_order_keeps_the_rate_and_price_it_was_created_with(app, client, cust
     assert cli(app, "rate", "set", "0.0023", "--note", "up").exit_code == 0
     assert cli(app, "product", "set-price", "--operator", "UNITEL", "--type", "VOICE", "--code", "5000",
                "--price", "5400").exit_code == 0
+    sandbox.price("SD5000", 5400)  # the operator's price moved first; the catalogue follows it
     new = new_order(client, customer)
     assert (new["productPriceTg"], new["totalFee"]) == (5400, 1242)  # 5400 * 0.0023 * 100
     assert (old["productPriceTg"], old["totalFee"]) == (5000, 1050)

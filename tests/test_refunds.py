@@ -69,7 +69,7 @@ def test_a_refund_accepted_is_refunding_until_the_notice_is_confirmed(live, sand
     sandbox.mode("fail", msisdn="89300001")
     assert sandbox.pay(n).json() == OK  # paid, the operator refuses, the refund is asked for
 
-    wait_settled(n)  # the top-up, its refusal and the refund request run after WeChat's answer
+    wait_settled(n, refunding=True)  # the top-up, its refusal and the refund request run after WeChat's answer
     seen = live.get_order(headers, n)
     assert (seen["paymentStatus"], seen["rechargeStatus"], seen["refundedAt"]) == ("refunding", "failed", None)
     [refund] = refunds_for(sandbox, n)
@@ -113,7 +113,7 @@ def test_a_closed_refund_is_flagged_and_refunded_again_only_by_a_person(live, cl
     n = live.new_paid_ready_order(headers, phone="89300003")
     sandbox.mode("fail", msisdn="89300003")
     assert sandbox.pay(n).json() == OK
-    wait_settled(n)  # refunding: the refund was asked for after WeChat's answer
+    wait_settled(n, refunding=True)  # the refund was asked for after WeChat's answer
     assert sandbox.refund_settle(n, "REFUNDCLOSE").json() == OK  # the notice says it closed
 
     row = order_row(n)

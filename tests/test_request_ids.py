@@ -11,7 +11,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from conftest import SEED_ORDER
+from conftest import SEED_ORDER, wait_settled
 from elife import logs
 from elife.extensions import db
 
@@ -98,7 +98,8 @@ def test_the_id_goes_on_to_the_unitel_and_wechat_audit_rows(client, customer, sa
     r = client.post(notice["path"], json=notice["body"], headers={**notice["headers"], "X-Request-Id": "wx-cb-7"})
     assert r.get_json() == {"errcode": 0, "errmsg": "OK"} and r.headers["X-Request-Id"] == "wx-cb-7"
     rows = calls(n)
-    assert [(k, o) for k, o, _, _ in rows] == [("submit", "failed"), ("refund", "success")]
+    assert [(k, o) for k, o, _, _ in rows] == [("submit", "failed"), ("refund", "success"),
+                                               ("refund_query", "success")]
     assert {h for _, _, _, h in rows} == {"wx-cb-7"}
     assert {rid for _, _, rid, _ in rows} == {n}  # the operator's request id is still the order's
 
@@ -113,6 +114,7 @@ def test_one_id_from_the_header_through_gunicorn_to_log_lines_and_audit_row(live
     r = requests.post(live.url + notice["path"], json=notice["body"],
                       headers={**notice["headers"], "X-Request-Id": rid}, timeout=20)
     assert r.status_code == 200 and r.headers["X-Request-Id"] == rid
+    wait_settled(n)  # the top-up runs after the answer, under the same request id
     assert live.get_order(headers, n)["rechargeStatus"] == "success"
     traced = lines_with(live.log_dir, f"req={rid}")
     events = [re.search(r"event=(\S+)", ln).group(1) for ln in traced]

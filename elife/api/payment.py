@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from flask import Blueprint, current_app, jsonify, request
 
-from .. import config
+from .. import config, logs
 from ..fulfil import payments, refund_notices
 from ..shop import limits, orders
 from .auth import current_user
@@ -49,12 +49,12 @@ def callback(order_number):
         raise from_domain(verdict.refused)
     resp = jsonify(RETRY if verdict.retry_later else OK)
     if jobs:
-        app = current_app._get_current_object()
+        app, rid = current_app._get_current_object(), logs.current_request_id()
         threads = config.current().RECHARGE_THREADS
         if threads > 0:
-            resp.call_on_close(lambda: _pool(threads).submit(_run_after_answer, app, jobs))
+            resp.call_on_close(lambda: _pool(threads).submit(_run_after_answer, app, jobs, rid))
         else:
-            resp.call_on_close(lambda: _run_after_answer(app, jobs))
+            resp.call_on_close(lambda: _run_after_answer(app, jobs, rid))
     return resp
 
 
@@ -71,13 +71,19 @@ def _pool(threads):
         return pool
 
 
-def _run_after_answer(app, jobs):
-    with app.app_context():
-        for job in jobs:
-            try:
-                job()
-            except Exception:  # noqa: BLE001 -- the claim is committed: the sweep finishes it
-                log.exception("event=after_answer_error")
+def _run_after_answer(app, jobs, request_id):
+    """The notice's top-up, carrying the notice's request id into its log lines and
+    audit rows (it is the same piece of work)."""
+    logs.set_request_id(request_id)
+    try:
+        with app.app_context():
+            for job in jobs:
+                try:
+                    job()
+                except Exception:  # noqa: BLE001 -- the claim is committed: the sweep finishes it
+                    log.exception("event=after_answer_error")
+    finally:
+        logs.set_request_id(None)
 
 
 @bp.post("/refund-callback/<order_number>")

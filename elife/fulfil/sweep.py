@@ -2,7 +2,7 @@
 
 It finds orders the normal path left behind and hands each to the same code the
 callback uses -- recharge.py for recharges, payments.confirm_paid for payments -- so
-it never decides anything on its own. Four kinds of work, each walked by keyset pages
+it never decides anything on its own. Each kind of work is walked by keyset pages
 (never OFFSET: rows that leave the result set while we page would make OFFSET skip
 others):
 
