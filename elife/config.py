@@ -20,6 +20,14 @@ REQUIRED_IN_PRODUCTION = (
 )
 
 
+# What development fills in when unset. Production refuses them, and any secret shorter
+# than MIN_SECRET_LENGTH: a token signed offline with a key from the repo is a login.
+DEV_SECRET_KEY = "dev-only-secret-key"
+DEV_ADMIN_TOKEN = "dev-admin-token"
+MIN_SECRET_LENGTH = 32
+SECRETS = {"SECRET_KEY": DEV_SECRET_KEY, "ADMIN_TOKEN": DEV_ADMIN_TOKEN}
+
+
 class ConfigError(RuntimeError):
     pass
 
@@ -48,9 +56,9 @@ class Settings:
     ELIFE_ENV: str = _setting("development", doc="development | production")
     PORT: int = _setting(3000, int)
     SANDBOX_PORT: int = _setting(3001, int)
-    SECRET_KEY: str = _setting("", doc="signs customer tokens")
+    SECRET_KEY: str = _setting("", doc="signs customer tokens; production: 32+ random characters")
     TOKEN_TTL_SECONDS: int = _setting(7 * 24 * 3600, int)
-    ADMIN_TOKEN: str = _setting("")
+    ADMIN_TOKEN: str = _setting("", doc="production: 32+ random characters")
     LOG_LEVEL: str = _setting("info")
     LOG_DIR: str = _setting(str(REPO_ROOT / "logs"))
     MAX_BODY_BYTES: int = _setting(64 * 1024, int)
@@ -97,13 +105,30 @@ class Settings:
     def missing_required(self):
         return [name for name in REQUIRED_IN_PRODUCTION if not str(getattr(self, name)).strip()]
 
+    def weak_secrets(self):
+        """Sentences naming each secret that production must not run with."""
+        out = []
+        for name, dev_default in SECRETS.items():
+            value = str(getattr(self, name))
+            if not value.strip():
+                continue  # named as missing instead
+            if value == dev_default:
+                out.append(f"{name} is the development default")
+            elif len(value) < MIN_SECRET_LENGTH:
+                out.append(f"{name} is shorter than {MIN_SECRET_LENGTH} characters")
+        return out
+
     def validate(self):
         if self.ELIFE_ENV not in ("development", "production"):
             raise ConfigError(f"ELIFE_ENV must be development or production, not {self.ELIFE_ENV!r}")
         if self.is_production:
+            problems = []
             missing = self.missing_required()
             if missing:
-                raise ConfigError("missing required settings: " + ", ".join(missing))
+                problems.append("missing required settings: " + ", ".join(missing))
+            problems += self.weak_secrets()
+            if problems:
+                raise ConfigError("; ".join(problems))
         return self
 
 
@@ -145,8 +170,8 @@ def _fill_development_defaults(s):
         return
     sandbox = f"http://127.0.0.1:{s.SANDBOX_PORT}"
     s.DATABASE_URL = s.DATABASE_URL or f"sqlite:///{REPO_ROOT / 'instance' / 'elife.db'}"
-    s.SECRET_KEY = s.SECRET_KEY or "dev-only-secret-key"
-    s.ADMIN_TOKEN = s.ADMIN_TOKEN or "dev-admin-token"
+    s.SECRET_KEY = s.SECRET_KEY or DEV_SECRET_KEY
+    s.ADMIN_TOKEN = s.ADMIN_TOKEN or DEV_ADMIN_TOKEN
     s.WECHAT_API_BASE = s.WECHAT_API_BASE or f"{sandbox}/wechat"
     s.WECHAT_APPID = s.WECHAT_APPID or "wxsandbox000000000"
     s.WECHAT_MCH_ID = s.WECHAT_MCH_ID or "1900000000"

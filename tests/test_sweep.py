@@ -257,10 +257,10 @@ def test_crontab_line_runs_the_sweep_as_cron_would(app, ctx, sandbox, settings_e
     production = {  # what a server's .env holds; here the parties are the sandbox
         "WECHAT_API_BASE": f"{sandbox_base}/wechat", "WECHAT_APPID": "wx", "WECHAT_MCH_ID": "1",
         "WECHAT_ENV_ID": "e", "UNITEL_API_URL": f"{sandbox_base}/unitel", "UNITEL_USERNAME": "u",
-        "UNITEL_PASSWORD": "p", "ADMIN_TOKEN": "a"}
+        "UNITEL_PASSWORD": "p", "ADMIN_TOKEN": "a" * 32, "SECRET_KEY": "s" * 32}
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SHELL": "/bin/sh",
            **variables, "ELIFE_HOME": str(REPO), **production,
-           **{k: settings_env[k] for k in ("DATABASE_URL", "LOG_DIR", "SECRET_KEY")}}
+           **{k: settings_env[k] for k in ("DATABASE_URL", "LOG_DIR")}}
     cron_log = REPO / "logs" / "sweep.cron.log"
     before = cron_log.stat().st_size if cron_log.exists() else 0
     r = subprocess.run(["/bin/sh", "-c", command], cwd=tmp_path, env=env, timeout=120)
