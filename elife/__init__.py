@@ -1,4 +1,5 @@
 """eLife backend: mobile top-ups for Mongolian numbers, paid with WeChat Pay."""
+import logging
 from pathlib import Path
 
 from flask import Flask
@@ -31,6 +32,10 @@ def create_app(config=None):
         database.install_sqlite_pragmas(extensions.db.engine)
 
     logs.setup_logging(settings.LOG_LEVEL, settings.LOG_DIR)
+    if settings.TRUST_WX_HEADERS:
+        logs.event(logging.getLogger("elife.auth"), logging.WARNING, "trust_wx_headers",
+                   "X-WX-OPENID is believed as a login: the service must be reachable only through "
+                   "WeChat Cloud Hosting (bind to the platform's private address)")
 
     api.init_app(app)
     cli.register(app)

@@ -76,7 +76,8 @@ class Settings:
     WECHAT_ENV_ID: str = _setting("")
     WECHAT_SERVICE_NAME: str = _setting("elife-backend", doc="container that gets callbacks")
     WECHAT_TIMEOUT: float = _setting(1.0, float, "seconds; WeChat gives a callback 5 s in all")
-    TRUST_WX_HEADERS: bool = _setting(False, _bool)
+    TRUST_WX_HEADERS: bool = _setting(False, _bool, "believe X-WX-OPENID (with X-WX-SOURCE): only when "
+                                                    "nothing but Cloud Hosting can reach the service")
     REQUIRE_WX_SOURCE: bool = _setting(False, _bool)
 
     UNITEL_API_URL: str = _setting("")

@@ -1,6 +1,8 @@
 """Customer identity: POST /auth/login, then signed, expiring tokens (itsdangerous), or
 WeChat Cloud Hosting's X-WX-OPENID header when TRUST_WX_HEADERS says the platform sits
-in front of us."""
+in front of us (and the request carries the platform's X-WX-SOURCE). Anyone who can reach
+the service directly can send those headers too: the flag needs a service reachable
+only through the platform."""
 import logging
 from dataclasses import dataclass
 
@@ -84,11 +86,26 @@ def current_user():
         return g.user
     openid = request.headers.get("X-WX-OPENID", "")
     if s.TRUST_WX_HEADERS and openid:
+        _check_platform(s)
         if len(openid) > 64:
             raise ApiError(401, "invalid_openid", "X-WX-OPENID is not a WeChat openid")
         g.user = user_for_openid(openid)
         return g.user
     raise ApiError(401, "missing_token", "log in first: Authorization: Bearer <token>")
+
+
+def _check_platform(s):
+    """X-WX-OPENID is a login only as Cloud Hosting forwards it: with X-WX-SOURCE, and
+    with X-WX-ENV naming our environment when the platform sends it."""
+    env = request.headers.get("X-WX-ENV")
+    if not request.headers.get("X-WX-SOURCE"):
+        why = "X-WX-OPENID without X-WX-SOURCE"
+    elif env is not None and env != s.WECHAT_ENV_ID:
+        why = "X-WX-ENV is not this service's environment"
+    else:
+        return
+    event(log, logging.WARNING, "wx_openid_refused", why, ip=client_ip())
+    raise ApiError(401, "invalid_openid", f"{why}: not a request through WeChat Cloud Hosting")
 
 
 def _user_from_token(token, ttl):
