@@ -62,6 +62,8 @@ class Settings:
     LOG_LEVEL: str = _setting("info")
     LOG_DIR: str = _setting(str(REPO_ROOT / "logs"))
     MAX_BODY_BYTES: int = _setting(64 * 1024, int)
+    TRUSTED_PROXY_COUNT: int = _setting(0, int, "proxies in front of us whose X-Forwarded-For/-Proto "
+                                                "we believe: 0 = the socket's peer is the client")
 
     DATABASE_URL: str = _setting("")
     DB_MAX_RETRIES: int = _setting(5, int)
@@ -96,6 +98,7 @@ class Settings:
     LIMIT_ORDERS_PER_DAY: int = _setting(100, int)
     LIMIT_LOGINS_PER_MINUTE: int = _setting(30, int, "per client address")
     LIMIT_PAYMENTS_PER_ORDER_HOUR: int = _setting(20, int)
+    LIMIT_ADMIN_FAILURES_PER_MINUTE: int = _setting(10, int, "wrong admin tokens per client address")
 
     SANDBOX_SERVICE_URL: str = _setting("", doc="where the sandbox delivers callbacks")
 
@@ -122,6 +125,8 @@ class Settings:
     def validate(self):
         if self.ELIFE_ENV not in ("development", "production"):
             raise ConfigError(f"ELIFE_ENV must be development or production, not {self.ELIFE_ENV!r}")
+        if self.TRUSTED_PROXY_COUNT < 0:
+            raise ConfigError("TRUSTED_PROXY_COUNT must be 0 or more")
         if self.is_production:
             problems = []
             missing = self.missing_required()

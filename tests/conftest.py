@@ -119,6 +119,7 @@ def settings_env(database_url, ports, log_dir):
         "LIMIT_ORDERS_PER_DAY": "100000",
         "LIMIT_LOGINS_PER_MINUTE": "100000",
         "LIMIT_PAYMENTS_PER_ORDER_HOUR": "100000",
+        "LIMIT_ADMIN_FAILURES_PER_MINUTE": "100000",
     }
 
 

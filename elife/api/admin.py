@@ -3,6 +3,9 @@ trail, and the actions a person may take on an order.
 
 Who gets in:
 - API clients: `Authorization: Bearer <ADMIN_TOKEN>` (401 without it, 403 when wrong);
+  every wrong token, Bearer or login form, counts against the client's address: past
+  LIMIT_ADMIN_FAILURES_PER_MINUTE the address gets 429 for the rest of the minute, with
+  the right token too (a login cookie, proof of an earlier right token, still works);
 - browsers: the cookie set by POST /admin/login (see admin_session.py); a form posted
   with the cookie must carry its CSRF token, or it is a 403.
 Without either, a 401: a JSON error, or the login page when the request prefers HTML.
@@ -51,7 +54,9 @@ def require_admin():
         return None
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
+        limits.admin_locked_out(client_ip())
         if not admin_session.token_matches(header[len("Bearer "):].strip()):
+            _auth_failed("bearer")
             raise ApiError(403, "forbidden", "this token may not use the admin page")
         return None
     session = admin_session.read_cookie(request.cookies.get(admin_session.COOKIE_NAME))
@@ -65,6 +70,12 @@ def require_admin():
         raise ApiError(403, "csrf_failed", "this form is stale or did not come from the admin page; "
                                            "reload the page and try again")
     return None
+
+
+def _auth_failed(via):
+    """A wrong admin token, counted against the address (RateLimited once past the limit)."""
+    event(log, logging.WARNING, "admin_auth_failed", via=via, ip=client_ip(), path=request.path)
+    limits.admin_failure(client_ip())
 
 
 @bp.errorhandler(DomainError)
@@ -133,11 +144,11 @@ def login_form():
 
 @bp.post("/login")
 def login():
-    limits.logins_by_address(client_ip())  # a guessed admin token costs a login attempt
+    limits.admin_locked_out(client_ip())
     token = request.form.get("token", "")
     next_url = admin_session.safe_next(request.form.get("next"))
     if not admin_session.token_matches(token.strip()):
-        event(log, logging.WARNING, "admin_login_failed", ip=client_ip())
+        _auth_failed("form")
         if prefers_html():
             return _login_page(error="That is not the admin token.", next_url=next_url), 403
         raise ApiError(403, "forbidden", "this token may not use the admin page")

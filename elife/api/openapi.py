@@ -112,6 +112,7 @@ def _admin_responses(ok, *, codes400=None, codes404=False, codes409=None, html_o
                         {"WWW-Authenticate": {"schema": {"type": "string"}}}, html=True)
     out["403"] = _error("a wrong admin token, or a cookie-authenticated form without its CSRF token",
                         ADMIN_403, html=True)
+    out["429"] = _admin_locked_out()
     if codes404:
         out["404"] = _error("no such order", ["order_not_found"], html=True)
     if codes409:
@@ -119,6 +120,12 @@ def _admin_responses(ok, *, codes400=None, codes404=False, codes409=None, html_o
     out["503"] = _error("the database is unavailable for a moment", ["database_unavailable"],
                         _retry_after("seconds to wait before trying again"), html=True)
     return out
+
+
+def _admin_locked_out():
+    return _error("too many wrong admin tokens from this address (LIMIT_ADMIN_FAILURES_PER_MINUTE, Bearer "
+                  "and login form together): refused for the rest of the minute, the right token too",
+                  ["rate_limited"], _retry_after("seconds until the minute ends"), html=True)
 
 
 def _window_params():
@@ -525,9 +532,7 @@ def build_spec(settings):
                             "headers": {"Location": {"schema": {"type": "string"}},
                                         "Set-Cookie": {"schema": {"type": "string"}}}},
                     "403": _error("not the admin token (a browser gets the form again)", ["forbidden"], html=True),
-                    "429": _error("too many login attempts from this address (the customer login limit)",
-                                  ["rate_limited"], _retry_after("seconds until the limit's window ends"),
-                                  html=True),
+                    "429": _admin_locked_out(),
                     "503": _error("the database is unavailable for a moment", ["database_unavailable"],
                                   _retry_after("seconds to wait before trying again"), html=True),
                 },
