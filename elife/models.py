@@ -103,7 +103,8 @@ class PaymentNotice(db.Model):
     """Every callback as it arrived, written with the first decision about it and before
     it is answered."""
     __tablename__ = "payment_notices"
-    __table_args__ = (sa.Index("idx_payment_notices_order", "order_number", "id"),)
+    __table_args__ = (sa.Index("idx_payment_notices_order", "order_number", "id"),
+                      sa.Index("idx_payment_notices_received", "received_at"))
     id = db.Column(BigId, primary_key=True, autoincrement=True)
     order_number = db.Column(db.String(64), nullable=False)
     received_at = db.Column(Timestamp, nullable=False, default=utcnow)
@@ -161,4 +162,15 @@ class RateLimit(db.Model):
     __table_args__ = (sa.Index("idx_rate_limits_expires", "expires_at"),)
     bucket = db.Column(db.String(128), primary_key=True)
     count = db.Column(db.Integer, nullable=False, default=0)
+    expires_at = db.Column(Timestamp, nullable=False)
+
+
+class AdminSession(db.Model):
+    """One browser's /admin login: its cookie names `sid`; logout deletes the row, so a
+    copied cookie stops working then, not when it expires."""
+    __tablename__ = "admin_sessions"
+    __table_args__ = (sa.Index("idx_admin_sessions_expires", "expires_at"),)
+    sid = db.Column(ExactString(32), primary_key=True)
+    actor = db.Column(db.String(64), nullable=False)
+    created_at = db.Column(Timestamp, nullable=False, default=utcnow)
     expires_at = db.Column(Timestamp, nullable=False)

@@ -26,7 +26,7 @@ ON_MYSQL = bool(TEST_DB_URL)
 mysql_only = pytest.mark.skipif(not ON_MYSQL, reason="MariaDB only: set ELIFE_TEST_DATABASE_URL")
 
 # Tables in delete order (children first); alembic_version is never touched.
-TABLES = ("rate_limits", "idempotency_keys", "order_events", "operator_calls", "payment_notices", "orders",
+TABLES = ("admin_sessions", "rate_limits", "idempotency_keys", "order_events", "operator_calls", "payment_notices", "orders",
           "exchange_rates", "products", "users")
 
 

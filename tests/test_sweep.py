@@ -337,3 +337,16 @@ def test_stuck_processing_with_no_clear_answer_becomes_unknown_and_flagged(make_
         row = order_row(n)
         assert (row["recharge_status"], row["anomaly_reason"]) == ("unknown", "recharge_unknown")
         assert row["submit_count"] == 1 and sandbox.submits_for(n) == []
+
+
+# -- housekeeping ----------------------------------------------------------------------------
+
+def test_housekeeping_drops_admin_sessions_past_their_12_hours(app, ctx):
+    from elife.models import AdminSession
+    now = utcnow()
+    db.session.add_all([AdminSession(sid="old", actor="admin", created_at=now - timedelta(hours=13),
+                                     expires_at=now - timedelta(hours=1)),
+                        AdminSession(sid="live", actor="admin", created_at=now, expires_at=now + timedelta(hours=12))])
+    db.session.commit()
+    sweep.run()
+    assert db.session.execute(sa.select(AdminSession.sid)).scalars().all() == ["live"]

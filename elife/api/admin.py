@@ -20,6 +20,7 @@ import secrets
 from flask import (Blueprint, g, jsonify, make_response, redirect, render_template,
                    request, url_for)
 
+from .. import config
 from ..ops import admin_data, charts, reports
 from . import admin_session
 from ..fulfil import anomalies, audit, recharge, refunds
@@ -156,7 +157,7 @@ def login():
     resp = redirect(next_url, 303)
     resp.set_cookie(admin_session.COOKIE_NAME, admin_session.new_cookie_value(name),
                     max_age=admin_session.MAX_AGE, path=admin_session.COOKIE_PATH,
-                    httponly=True, samesite="Strict", secure=_secure_request())
+                    httponly=True, samesite="Strict", secure=_secure_cookie())
     event(log, logging.INFO, "admin_login", actor=admin_session.actor_for(name), ip=client_ip())
     return resp
 
@@ -165,15 +166,18 @@ def login():
 def logout():
     resp = redirect(url_for("admin.login_form"), 303)
     resp.delete_cookie(admin_session.COOKIE_NAME, path=admin_session.COOKIE_PATH,
-                       httponly=True, samesite="Strict", secure=_secure_request())
+                       httponly=True, samesite="Strict", secure=_secure_cookie())
     if g.admin_session:
+        admin_session.revoke(g.admin_session)
         event(log, logging.INFO, "admin_logout", actor=admin_session.actor_for(g.admin_session["name"]),
               ip=client_ip())
     return resp
 
 
-def _secure_request():
-    return request.is_secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+def _secure_cookie():
+    """Always in production. Elsewhere when the request came over https, as our own
+    server or trusted proxies (TRUSTED_PROXY_COUNT) say -- never a client's header."""
+    return config.current().is_production or request.is_secure
 
 
 # -- the pages -------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from .. import config
 from ..clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
 from ..extensions import db
 from ..logs import event
-from ..models import IdempotencyKey, Order
+from ..models import AdminSession, IdempotencyKey, Order
 from ..shop import limits
 from ..shop.orders import IDEMPOTENCY_TTL
 from ..timeutil import utcnow
@@ -211,11 +211,13 @@ def _recover_lost_callback(number, summary):
 
 
 def _housekeeping(now):
-    """Drop ended abuse-limit windows and Idempotency-Keys past their 24 hours."""
+    """Drop ended abuse-limit windows, Idempotency-Keys past their 24 hours and admin
+    sessions past their 12."""
     try:
         limits.purge_expired(now)
         db.session.execute(sa.delete(IdempotencyKey).where(
             IdempotencyKey.created_at < now - IDEMPOTENCY_TTL))
+        db.session.execute(sa.delete(AdminSession).where(AdminSession.expires_at < now))
         db.session.commit()
     except Exception:  # noqa: BLE001 -- housekeeping never fails a sweep
         db.session.rollback()
