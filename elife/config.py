@@ -99,6 +99,9 @@ class Settings:
     LIMIT_LOGINS_PER_MINUTE: int = _setting(30, int, "per client address")
     LIMIT_PAYMENTS_PER_ORDER_HOUR: int = _setting(20, int)
     LIMIT_ADMIN_FAILURES_PER_MINUTE: int = _setting(10, int, "wrong admin tokens per client address")
+    LIMIT_NOTICES_PER_ORDER_PER_HOUR: int = _setting(30, int, "payment notices stored per order number")
+    NOTICE_RETENTION_DAYS: int = _setting(180, int, "payment notices older than this are purged, "
+                                                    "except those of flagged orders")
 
     SANDBOX_SERVICE_URL: str = _setting("", doc="where the sandbox delivers callbacks")
 
@@ -127,6 +130,8 @@ class Settings:
             raise ConfigError(f"ELIFE_ENV must be development or production, not {self.ELIFE_ENV!r}")
         if self.TRUSTED_PROXY_COUNT < 0:
             raise ConfigError("TRUSTED_PROXY_COUNT must be 0 or more")
+        if self.NOTICE_RETENTION_DAYS < 1:
+            raise ConfigError("NOTICE_RETENTION_DAYS must be 1 or more")
         if self.is_production:
             problems = []
             missing = self.missing_required()

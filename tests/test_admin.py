@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from itsdangerous import TimestampSigner
 
-from conftest import SEED_ORDER, mysql_only, order_row
+from conftest import SEED_ORDER, Sandbox, mysql_only, order_row
 from elife.fulfil import anomalies
 from elife.ops import reports
 from elife.extensions import db
@@ -39,12 +39,14 @@ def new_order(client, customer, phone="88888888"):
 
 
 def mismatched_callback(client, order, fee_delta=1):
-    """A notice for the order whose amount is not the order's: recorded, flagged, never paid."""
+    """A payment WeChat confirms for another amount than the order's, and its notice:
+    recorded, flagged, never paid."""
     n = order["orderNumber"]
-    body = {"returnCode": "SUCCESS", "resultCode": "SUCCESS", "totalFee": order["totalFee"] + fee_delta,
-            "outTradeNo": n, "attach": json.dumps({"orderNumber": n}), "transactionId": "4200000000000000001",
-            "openid": "o-test", "feeType": "CNY", "timeEnd": "20260101120000"}
-    r = client.post(f"/payment/callback/{n}", json=body)
+    sandbox = Sandbox(f"http://127.0.0.1:{client.application.config['SETTINGS'].SANDBOX_PORT}")
+    sandbox.trade(n, order["totalFee"] + fee_delta)
+    sandbox.pay(n, notify=False)
+    notice = sandbox.notice(n)
+    r = client.post(notice["path"], data=json.dumps(notice["body"]), headers=notice["headers"])
     assert r.get_json() == {"errcode": 0, "errmsg": "OK"}
     row = order_row(n)
     assert row["anomaly_reason"] == "amount_mismatch" and row["payment_status"] == "unpaid"

@@ -350,3 +350,42 @@ def test_housekeeping_drops_admin_sessions_past_their_12_hours(app, ctx):
     db.session.commit()
     sweep.run()
     assert db.session.execute(sa.select(AdminSession.sid)).scalars().all() == ["live"]
+
+
+def _notice_rows(*rows):
+    """payment_notices rows as (order_number, received_at)."""
+    from elife.models import PaymentNotice
+    db.session.add_all([PaymentNotice(order_number=n, received_at=t, body="{}", decision="rejected")
+                        for n, t in rows])
+    db.session.commit()
+
+
+def _notices_left():
+    from elife.models import PaymentNotice
+    return sorted(db.session.execute(sa.select(PaymentNotice.order_number, PaymentNotice.received_at)).all())
+
+
+def test_housekeeping_purges_old_notices_but_a_flagged_orders(app, ctx):
+    [plain, flagged] = _bulk_due_orders(2)
+    _set(flagged, anomaly_reason="amount_mismatch")
+    now = utcnow()
+    old, recent = now - timedelta(days=181), now - timedelta(days=179)
+    _notice_rows((plain, old), (plain, recent), (flagged, old), ("ORD-NOT-OURS", old), ("ORD-NOT-OURS", recent))
+    sweep.run()
+    assert _notices_left() == sorted([(plain, recent), (flagged, old), ("ORD-NOT-OURS", recent)])
+    # Resolved: its old notices go with the next run.
+    _set(flagged, anomaly_reason=None)
+    sweep.run()
+    assert (flagged, old) not in _notices_left()
+
+
+def test_the_notice_purge_works_in_bounded_batches(make_app, app, sandbox):
+    app = make_app(NOTICE_RETENTION_DAYS=1)
+    with app.app_context():
+        long_ago = utcnow() - timedelta(days=2)
+        _notice_rows(*[(f"ORD{i:010d}", long_ago + timedelta(seconds=i)) for i in range(25)])
+        assert sweep.purge_old_notices(utcnow(), batch=10, batches=2) == 20
+        left = _notices_left()
+        assert [n for n, _ in left] == [f"ORD{i:010d}" for i in range(20, 25)]  # oldest went first
+        assert sweep.purge_old_notices(utcnow(), batch=10, batches=2) == 5
+        assert _notices_left() == []

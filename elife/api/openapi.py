@@ -287,24 +287,29 @@ def schemas():
         },
         "WeChatNotice": {
             "type": "object",
-            "description": ("A WeChat Pay (Cloud Hosting) payment notice, as WeChat sends it. Any body is "
-                            "recorded first; a JSON object with returnCode is then checked against the "
-                            "stored order (amount, outTradeNo, the order number in attach, result codes) "
-                            "and confirmed with WeChat's order query before the order is marked paid."),
+            "description": ("A WeChat Pay (Cloud Hosting) payment notice, as WeChat sends it. Tolerant on "
+                            "purpose: any JSON object with returnCode is a notice, whatever its fields "
+                            "hold. It is checked against the stored order (amount, outTradeNo, the order "
+                            "number in attach, result codes) and confirmed with WeChat's order query "
+                            "before the order is marked paid; a field missing, of another type or value "
+                            "is a check that fails (recorded as rejected, answered errcode 0), not a "
+                            "400, so that WeChat stops delivering a notice we have on record. Nothing in "
+                            "it is believed: a rejected notice flags the order only when the order query "
+                            "confirms a payment that disagrees with the order."),
             "required": ["returnCode"],
             "properties": {
-                **{k: {"type": "string"} for k in (
+                **{k: {"description": "as WeChat sends it: a string"} for k in (
                     "returnCode", "resultCode", "appid", "mchId", "subAppid", "subMchId", "nonceStr",
                     "openid", "subOpenid", "tradeType", "bankType", "feeType", "transactionId",
                     "outTradeNo", "timeEnd")},
-                "attach": {"type": "string", "description": 'JSON: {"orderNumber": "..."}'},
-                "totalFee": {"type": "integer", "description": "fen"},
-                "cashFee": {"type": "integer", "description": "fen"},
+                "attach": {"description": 'as we sent it: a string holding JSON {"orderNumber": "..."}'},
+                "totalFee": {"description": "fen, an integer"},
+                "cashFee": {"description": "fen, an integer"},
             },
         },
         "WeChatReply": {
             "type": "object", "required": ["errcode", "errmsg"],
-            "description": "errcode 0: recorded (also when rejected and flagged); 1: WeChat should retry",
+            "description": "errcode 0: recorded (also when rejected); 1: WeChat should retry",
             "properties": {"errcode": {"type": "integer", "enum": [0, 1]}, "errmsg": {"type": "string"}},
         },
     }
@@ -455,11 +460,15 @@ def build_spec(settings):
         "/payment/callback/{orderNumber}": {"post": {
             "tags": ["wechat"], "operationId": "paymentCallback", "security": [],
             "summary": "WeChat Pay's payment notice (Cloud Hosting, callback_type 2)",
-            "description": ("Every body is recorded, with the first decision about it. The answer is "
+            "description": ("Anyone can call this, so nothing in a notice is believed without WeChat's "
+                            "order query. Every body for one of our orders is recorded, with the first "
+                            "decision about it, up to LIMIT_NOTICES_PER_ORDER_PER_HOUR per order number "
+                            "(then 429, stored nothing: WeChat delivers again later); one for an order "
+                            "number we do not have is counted and logged, not stored. The answer is "
                             '{"errcode":0,"errmsg":"OK"} once the notice is recorded -- also when it '
-                            "was rejected and the order flagged, or names no order of ours -- so that "
-                            'WeChat stops retrying; {"errcode":1} when WeChat\'s order query could not '
-                            "confirm the payment, so that WeChat tries again. "
+                            "was rejected, or names no order of ours -- so that WeChat stops retrying; "
+                            '{"errcode":1} when WeChat\'s order query could not confirm the payment, so '
+                            "that WeChat tries again. "
                             + ("With REQUIRE_WX_SOURCE only requests carrying X-WX-SOURCE (set by Cloud "
                                "Hosting) are accepted." if settings.REQUIRE_WX_SOURCE else "")),
             "parameters": [{
@@ -475,10 +484,13 @@ def build_spec(settings):
             "requestBody": _json_body("#/components/schemas/WeChatNotice", "the notice (any bytes are recorded)"),
             "responses": {
                 "200": _json("recorded", {"$ref": "#/components/schemas/WeChatReply"}),
-                "400": _error("the body is not JSON, or not a WeChat Pay notice (recorded all the same)",
+                "400": _error("the body is not JSON, or not a WeChat Pay notice (recorded when the order is ours)",
                               ["malformed_json", "not_a_notice"]),
                 **({"403": _error("X-WX-SOURCE is missing: not from Cloud Hosting (recorded)",
                                   ["not_from_platform"])} if settings.REQUIRE_WX_SOURCE else {}),
+                "429": _error("more notices for this order number this hour than "
+                              "LIMIT_NOTICES_PER_ORDER_PER_HOUR (not recorded)", ["rate_limited"],
+                              _retry_after("seconds until the hour's window ends")),
                 **_common(limit, body=True),
             },
         }},

@@ -135,6 +135,21 @@ def admin_failure(address):
     hit("admin-failures", address, config.current().LIMIT_ADMIN_FAILURES_PER_MINUTE, 60)
 
 
+def notices_by_order(order_number):
+    """Payment notices stored per order number per hour (anyone can send them)."""
+    hit("notices-hour", order_number, config.current().LIMIT_NOTICES_PER_ORDER_PER_HOUR, 3600)
+
+
+def tally(name, subject, seconds):
+    """Count one hit in the window with no limit, committed; the count so far."""
+    now = time.time()
+    bucket, end = _bucket(name, subject, seconds, now)
+    counts = _count(db.session.connection(),
+                    [(bucket, datetime.fromtimestamp(end, timezone.utc).replace(tzinfo=None))])
+    db.session.commit()
+    return counts[bucket]
+
+
 def payments_by_order(order_number):
     hit("payments-hour", order_number, config.current().LIMIT_PAYMENTS_PER_ORDER_HOUR, 3600)
 
