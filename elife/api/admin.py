@@ -30,7 +30,7 @@ from .errors import ApiError, error_response, from_domain
 from ..extensions import db
 from ..logs import event
 from ..timeutil import iso, utcnow
-from .common import client_ip, int_arg, order_number_or_404
+from .common import TRIM, client_ip, int_arg, order_number_or_404, query_arg
 
 log = logging.getLogger("elife.admin")
 
@@ -134,13 +134,12 @@ def _utc(value):
 # -- logging in from a browser ---------------------------------------------------------------
 
 def _login_page(error=None, next_url=None):
-    return render_template("admin/login.html", error=error,
-                           next_url=admin_session.safe_next(next_url or request.args.get("next")))
+    return render_template("admin/login.html", error=error, next_url=admin_session.safe_next(next_url))
 
 
 @bp.get("/login")
 def login_form():
-    return _login_page()
+    return _login_page(next_url=query_arg("next"))
 
 
 @bp.post("/login")
@@ -194,7 +193,7 @@ def index():
     items, total = admin_data.anomalies()
     return render_template("admin/index.html", rep=rep, charts=charts.all_charts(rep, now.date()),
                            anomalies=items, anomaly_total=total, hours=hours, days=days,
-                           message=admin_session.read_message(request.args.get("m")))
+                           message=admin_session.read_message(query_arg("m")))
 
 
 @bp.get("/reports.json")
@@ -207,7 +206,7 @@ def reports_json():
 def order_detail(order_number):
     detail = _detail_or_404(order_number)
     return render_template("admin/order.html", d=detail, o=detail["order"],
-                           message=admin_session.read_message(request.args.get("m")))
+                           message=admin_session.read_message(query_arg("m")))
 
 
 @bp.get("/orders/<order_number>.json")
@@ -229,11 +228,12 @@ def _actor():
 
 
 def _note(required, ask="why is this resolved?"):
-    note = request.form.get("note", "").strip()
+    note = request.form.get("note", "")
+    if len(note) > NOTE_MAX:  # as sent, as the description's maxLength counts it
+        raise _Refused(400, "note_too_long", f"the note is longer than {NOTE_MAX} characters")
+    note = note.strip(TRIM)
     if required and not note:
         raise _Refused(400, "missing_note", f"write a note: {ask}")
-    if len(note) > NOTE_MAX:
-        raise _Refused(400, "note_too_long", f"the note is longer than {NOTE_MAX} characters")
     return note
 
 

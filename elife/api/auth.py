@@ -4,6 +4,7 @@ in front of us (and the request carries the platform's X-WX-SOURCE). Anyone who 
 the service directly can send those headers too: the flag needs a service reachable
 only through the platform."""
 import logging
+import re
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -20,6 +21,7 @@ from ..shop import limits
 from .common import client_ip, json_object, string_field
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
+LOGIN_CODE = re.compile(r"[!-~]{1,128}")  # wx.login codes are printable ASCII, no spaces
 log = logging.getLogger("elife.auth")
 _SALT = "elife.customer-token.v1"
 _OPENID = sa.select(User.__table__.c.openid).where(User.__table__.c.id == sa.bindparam("uid"))
@@ -35,7 +37,7 @@ class Customer:
 @bp.post("/login")
 def login():
     limits.logins_by_address(client_ip())
-    code = string_field(json_object(), "code", 128)
+    code = string_field(json_object(), "code", 128, pattern=LOGIN_CODE)
     try:
         openid = WeChatClient(config.current()).code2session(code)
     except WeChatRejected as e:

@@ -7,6 +7,9 @@ from flask import request
 from .errors import ApiError
 
 ORDER_NUMBER = re.compile(r"ORD[0-9]{6,29}")
+# Removed from around a string field before it is checked: ASCII whitespace, exactly what
+# the patterns in /openapi.json allow around a value (openapi.trimmed).
+TRIM = " \t\n\r\x0b\x0c"
 
 
 def json_object():
@@ -31,11 +34,11 @@ def string_field(data, name, max_len, required=True, pattern=None):
         return None
     if not isinstance(value, str):
         raise ApiError(400, "invalid_field", f"{name} must be a string")
-    value = value.strip()
+    if len(value) > max_len:  # as sent, as the description's maxLength counts it
+        raise ApiError(400, "invalid_field", f"{name} is longer than {max_len} characters")
+    value = value.strip(TRIM)
     if required and not value:
         raise ApiError(400, "missing_field", f"{name} must not be empty")
-    if len(value) > max_len:
-        raise ApiError(400, "invalid_field", f"{name} is longer than {max_len} characters")
     if not value.isprintable():
         raise ApiError(400, "invalid_field", f"{name} contains control characters")
     if pattern is not None and value and not pattern.fullmatch(value):
@@ -57,10 +60,19 @@ def client_ip():
     return (request.remote_addr or "127.0.0.1")[:45]
 
 
+def query_arg(name):
+    """A query parameter's value, None when absent; given twice it is a 400, not the first
+    of two that may disagree."""
+    values = request.args.getlist(name)
+    if len(values) > 1:
+        raise ApiError(400, "invalid_parameter", f"{name} is given more than once")
+    return values[0] if values else None
+
+
 def int_arg(name, default, lo, hi):
     """A whole-number query parameter in [lo, hi], or a 400 (ASCII digits only: '²' and
-    '５' pass str.isdigit but are not numbers a client means)."""
-    raw = request.args.get(name)
+    '５' pass str.isdigit but are not numbers a client means). Empty is the default."""
+    raw = query_arg(name)
     if raw is None or raw == "":
         return default
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or not lo <= int(raw) <= hi:

@@ -52,3 +52,14 @@ def find_active(operator, recharge_type, code):
     is unchecked: pass it to pricing.checked_rate."""
     row = db.session.connection().execute(_ONE, {"op": operator, "rt": recharge_type, "code": code}).first()
     return row and (row.product_code, row.price_tg, row.rate)
+
+
+def active_codes():
+    """{(operator, recharge type): [product codes]} of the products on sale."""
+    rows = db.session.connection().execute(
+        sa.select(_P.c.product_operator, _P.c.recharge_type, _P.c.product_code)
+        .where(_P.c.is_active.is_(True)).order_by(_P.c.product_operator, _P.c.recharge_type, _P.c.id)).all()
+    out = {}
+    for op, rtype, code in rows:
+        out.setdefault((op, rtype), []).append(code)
+    return out
