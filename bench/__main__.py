@@ -262,7 +262,7 @@ class Bench:
             "SANDBOX_PORT": str(self.ports["sandbox"]),
             "SANDBOX_SERVICE_URL": f"http://127.0.0.1:{self.ports['service']}",
             "SECRET_KEY": "bench-secret-key-not-for-production",
-            "ADMIN_TOKEN": "bench-admin-token",
+            "ADMIN_TOKEN": "bench-admin-token-not-for-production",
             "WECHAT_API_BASE": f"{sandbox}/wechat",
             "WECHAT_APPID": "wxsandbox000000000",
             "WECHAT_MCH_ID": "1900000000",

@@ -744,8 +744,9 @@ def build_spec(settings, catalogue=None):
                 "bearerAuth": {"type": "http", "scheme": "bearer",
                                "description": "the token of POST /auth/login"},
                 "wxOpenid": {"type": "apiKey", "in": "header", "name": "X-WX-OPENID",
-                             "description": "set by WeChat Cloud Hosting; believed only with TRUST_WX_HEADERS "
-                                            "(at most 64 characters)"},
+                             "description": "set by WeChat Cloud Hosting; believed only with TRUST_WX_HEADERS, "
+                                            "together with the platform's X-WX-SOURCE, and with X-WX-ENV equal "
+                                            "to WECHAT_ENV_ID when that is sent (at most 64 characters)"},
                 "adminBearer": {"type": "http", "scheme": "bearer", "description": "ADMIN_TOKEN"},
                 "adminCookie": {"type": "apiKey", "in": "cookie", "name": "elife_admin",
                                 "description": "set by POST /admin/login; forms then need csrf_token"},

@@ -91,8 +91,8 @@ def handle_callback(url_order_number, raw_body, headers):
     order = state.read_fresh(url_order_number)
     if order is None:
         return _unknown_order(shown, raw_body, headers)
-    try:
-        limits.notices_by_order(order.order_number)
+    try:  # concurrent deliveries upsert one counter row: a deadlock is retried, as mark_paid's
+        database.run_unit(config.current(), lambda: limits.notices_by_order(order.order_number), "notice_limit")
     except RateLimited as exc:
         event(log, logging.WARNING, "notice_rate_limited", order=order.order_number)
         return NoticeVerdict("rate_limited", exc)
@@ -146,7 +146,8 @@ def _unknown_order(shown, raw_body, headers):
     """No order of ours: nothing to decide, so nothing stored (an anonymous flood fills
     no table). The log keeps what a genuine notice would need to be found again."""
     body, decision, refused = _parse(raw_body, headers)
-    seen = limits.tally("notices-unknown", "all", 3600)
+    seen = database.run_unit(config.current(), lambda: limits.tally("notices-unknown", "all", 3600),
+                             "notice_tally")
     said = {k: _short(body[k]) for k in ("outTradeNo", "totalFee", "transactionId") if k in body} if body else {}
     event(log, logging.WARNING, "notice_unknown_order", order=shown, decision=decision or "unknown_order",
           this_hour=seen, **said)
