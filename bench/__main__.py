@@ -264,7 +264,7 @@ class Bench:
             # In memory: rewriting its file after every change would be the bench's bottleneck.
             "SANDBOX_STATE_FILE": ":memory:",
             "SECRET_KEY": "bench-secret-key-not-for-production",
-            "ADMIN_TOKEN": "bench-admin-token",
+            "ADMIN_TOKEN": "bench-admin-token-not-for-production",
             "WECHAT_API_BASE": f"{sandbox}/wechat",
             "WECHAT_APPID": "wxsandbox000000000",
             "WECHAT_MCH_ID": "1900000000",

@@ -1,7 +1,9 @@
 """eLife backend: mobile top-ups for Mongolian numbers, paid with WeChat Pay."""
+import logging
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import api, database, extensions, logs
 from .config import REPO_ROOT, load_settings
@@ -31,6 +33,15 @@ def create_app(config=None):
         database.install_sqlite_pragmas(extensions.db.engine)
 
     logs.setup_logging(settings.LOG_LEVEL, settings.LOG_DIR, settings.LOG_FORMAT)
+    if settings.TRUSTED_PROXY_COUNT:
+        # The client's address and scheme as the last N proxies saw them; what a client
+        # writes into these headers itself stays to the left of their entries, unread.
+        n = settings.TRUSTED_PROXY_COUNT
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)
+    if settings.TRUST_WX_HEADERS:
+        logs.event(logging.getLogger("elife.auth"), logging.WARNING, "trust_wx_headers",
+                   "X-WX-OPENID is believed as a login: the service must be reachable only through "
+                   "WeChat Cloud Hosting (bind to the platform's private address)")
 
     api.init_app(app)
     cli.register(app)

@@ -23,6 +23,13 @@ REQUIRED_IN_PRODUCTION = (
 # The sandbox's status query (elife/sandbox/app.py), relative to UNITEL_API_URL.
 SANDBOX_STATUS_PATH = "/service/status"
 
+# What development fills in when unset. Production refuses them, and any secret shorter
+# than MIN_SECRET_LENGTH: a token signed offline with a key from the repo is a login.
+DEV_SECRET_KEY = "dev-only-secret-key"
+DEV_ADMIN_TOKEN = "dev-admin-token"
+MIN_SECRET_LENGTH = 32
+SECRETS = {"SECRET_KEY": DEV_SECRET_KEY, "ADMIN_TOKEN": DEV_ADMIN_TOKEN}
+
 
 class ConfigError(RuntimeError):
     pass
@@ -52,9 +59,9 @@ class Settings:
     ELIFE_ENV: str = _setting("development", doc="development | production")
     PORT: int = _setting(3000, int)
     SANDBOX_PORT: int = _setting(3001, int)
-    SECRET_KEY: str = _setting("", doc="signs customer tokens")
+    SECRET_KEY: str = _setting("", doc="signs customer tokens; production: 32+ random characters")
     TOKEN_TTL_SECONDS: int = _setting(7 * 24 * 3600, int)
-    ADMIN_TOKEN: str = _setting("")
+    ADMIN_TOKEN: str = _setting("", doc="production: 32+ random characters")
     LOG_LEVEL: str = _setting("info")
     LOG_DIR: str = _setting(str(REPO_ROOT / "logs"))
     LOG_FORMAT: str = _setting("text", doc="text (one line per event) | json (one object per line)")
@@ -62,6 +69,8 @@ class Settings:
     METRICS_DIR: str = _setting(str(REPO_ROOT / "instance" / "metrics"),
                                 doc="the workers' metric files and the sweep's last run, for /metrics")
     MAX_BODY_BYTES: int = _setting(64 * 1024, int)
+    TRUSTED_PROXY_COUNT: int = _setting(0, int, "proxies in front of us whose X-Forwarded-For/-Proto "
+                                                "we believe: 0 = the socket's peer is the client")
 
     DATABASE_URL: str = _setting("")
     DB_MAX_RETRIES: int = _setting(5, int)
@@ -77,7 +86,8 @@ class Settings:
     WECHAT_SERVICE_NAME: str = _setting("elife-backend", doc="container that gets callbacks")
     WECHAT_TIMEOUT: float = _setting(1.0, float, "seconds; WeChat gives a callback 5 s in all")
     WECHAT_BILL_TIMEOUT: float = _setting(30.0, float, "seconds to read a day's bill (reconcile)")
-    TRUST_WX_HEADERS: bool = _setting(False, _bool)
+    TRUST_WX_HEADERS: bool = _setting(False, _bool, "believe X-WX-OPENID (with X-WX-SOURCE): only when "
+                                                    "nothing but Cloud Hosting can reach the service")
     REQUIRE_WX_SOURCE: bool = _setting(False, _bool)
 
     UNITEL_API_URL: str = _setting("")
@@ -109,6 +119,10 @@ class Settings:
     LIMIT_ORDERS_PER_DAY: int = _setting(100, int)
     LIMIT_LOGINS_PER_MINUTE: int = _setting(30, int, "per client address")
     LIMIT_PAYMENTS_PER_ORDER_HOUR: int = _setting(20, int)
+    LIMIT_ADMIN_FAILURES_PER_MINUTE: int = _setting(10, int, "wrong admin tokens per client address")
+    LIMIT_NOTICES_PER_ORDER_PER_HOUR: int = _setting(30, int, "payment notices stored per order number")
+    NOTICE_RETENTION_DAYS: int = _setting(180, int, "payment notices older than this are purged, "
+                                                    "except those of flagged orders")
 
     SANDBOX_SERVICE_URL: str = _setting("", doc="where the sandbox delivers callbacks")
     SANDBOX_STATE_FILE: str = _setting("", doc="where the sandbox keeps its state across restarts")
@@ -120,15 +134,36 @@ class Settings:
     def missing_required(self):
         return [name for name in REQUIRED_IN_PRODUCTION if not str(getattr(self, name)).strip()]
 
+    def weak_secrets(self):
+        """Sentences naming each secret that production must not run with."""
+        out = []
+        for name, dev_default in SECRETS.items():
+            value = str(getattr(self, name))
+            if not value.strip():
+                continue  # named as missing instead
+            if value == dev_default:
+                out.append(f"{name} is the development default")
+            elif len(value) < MIN_SECRET_LENGTH:
+                out.append(f"{name} is shorter than {MIN_SECRET_LENGTH} characters")
+        return out
+
     def validate(self):
         if self.ELIFE_ENV not in ("development", "production"):
             raise ConfigError(f"ELIFE_ENV must be development or production, not {self.ELIFE_ENV!r}")
         if self.LOG_FORMAT not in ("text", "json"):
             raise ConfigError(f"LOG_FORMAT must be text or json, not {self.LOG_FORMAT!r}")
+        if self.TRUSTED_PROXY_COUNT < 0:
+            raise ConfigError("TRUSTED_PROXY_COUNT must be 0 or more")
+        if self.NOTICE_RETENTION_DAYS < 1:
+            raise ConfigError("NOTICE_RETENTION_DAYS must be 1 or more")
         if self.is_production:
+            problems = []
             missing = self.missing_required()
             if missing:
-                raise ConfigError("missing required settings: " + ", ".join(missing))
+                problems.append("missing required settings: " + ", ".join(missing))
+            problems += self.weak_secrets()
+            if problems:
+                raise ConfigError("; ".join(problems))
         if self.UNITEL_STATUS_PATH != "none" and not self.UNITEL_STATUS_PATH.startswith("/"):
             raise ConfigError(f"UNITEL_STATUS_PATH must be none or a path starting with /, "
                               f"not {self.UNITEL_STATUS_PATH!r}")
@@ -185,8 +220,8 @@ def _fill_development_defaults(s):
         return
     sandbox = f"http://127.0.0.1:{s.SANDBOX_PORT}"
     s.DATABASE_URL = s.DATABASE_URL or f"sqlite:///{REPO_ROOT / 'instance' / 'elife.db'}"
-    s.SECRET_KEY = s.SECRET_KEY or "dev-only-secret-key"
-    s.ADMIN_TOKEN = s.ADMIN_TOKEN or "dev-admin-token"
+    s.SECRET_KEY = s.SECRET_KEY or DEV_SECRET_KEY
+    s.ADMIN_TOKEN = s.ADMIN_TOKEN or DEV_ADMIN_TOKEN
     s.WECHAT_API_BASE = s.WECHAT_API_BASE or f"{sandbox}/wechat"
     s.WECHAT_APPID = s.WECHAT_APPID or "wxsandbox000000000"
     s.WECHAT_MCH_ID = s.WECHAT_MCH_ID or "1900000000"

@@ -7,6 +7,10 @@ A line written while an HTTP request is handled ends with `req=<its X-Request-Id
 
 LOG_FORMAT=json writes the same events as one JSON object per line, for log shippers:
 {"time", "level", "logger", "event", "order", <the other fields>, "message", "req"}.
+
+Values often come from callers (a URL path, a field of a notice), so each goes through
+`escape()`: one line, printable, and no `=` of its own -- a line's keys are ours alone,
+and its own `event=` is its first.
 """
 import contextvars
 import json
@@ -130,12 +134,32 @@ def setup_logging(level_name="info", log_dir="logs", log_format="text"):
     return root
 
 
+_PLAIN = re.compile(r'[^\s"\\=]+')  # printable is checked separately
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "=": "\\x3d", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape(value):
+    """A value as it may stand in a log line: newlines, control and other unprintable
+    characters, backslashes, quotes and `=` written as escapes (`\\n`, `\\x1b`, `\\u2028`,
+    `\\x3d`), and the whole quoted when it holds a space or is empty."""
+    s = value if isinstance(value, str) else str(value)
+    if _PLAIN.fullmatch(s) and s.isprintable():
+        return s
+    out = "".join(_ESCAPES.get(c) or (c if c.isprintable() else _hex(c)) for c in s)
+    return f'"{out}"' if " " in s or not s else out
+
+
+def _hex(c):
+    o = ord(c)
+    return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
+
+
 def event(logger, level, key, message="", order=None, **fields):
-    """Log one decision: `event=<key> order=<n> k=v ... message`."""
+    """Log one decision: `event=<key> order=<n> k=v ... message`, every value escaped."""
     parts = [f"event={key}"]
     if order:
-        parts.append(f"order={order}")
-    parts.extend(f"{k}={v}" for k, v in fields.items())
-    if message:
-        parts.append(message)
+        parts.append(f"order={escape(order)}")
+    parts.extend(f"{k}={escape(v)}" for k, v in fields.items())
+    if message:  # ours, but it may carry an exception's text: one line all the same
+        parts.append("".join(c if c.isprintable() else _hex(c) for c in message))
     logger.log(level, " ".join(parts))

@@ -148,7 +148,8 @@ class PaymentNotice(db.Model):
     """Every callback as it arrived, written with the first decision about it and before
     it is answered."""
     __tablename__ = "payment_notices"
-    __table_args__ = (sa.Index("idx_payment_notices_order", "order_number", "id"),)
+    __table_args__ = (sa.Index("idx_payment_notices_order", "order_number", "id"),
+                      sa.Index("idx_payment_notices_received", "received_at"))
     id = db.Column(BigId, primary_key=True, autoincrement=True)
     order_number = db.Column(db.String(64), nullable=False)
     received_at = db.Column(Timestamp, nullable=False, default=utcnow)
@@ -271,3 +272,14 @@ class ReconciliationBreak(db.Model):
     resolved_at = db.Column(Timestamp)
     resolved_by = db.Column(db.String(64))
     resolved_note = db.Column(db.Text)
+
+
+class AdminSession(db.Model):
+    """One browser's /admin login: its cookie names `sid`; logout deletes the row, so a
+    copied cookie stops working then, not when it expires."""
+    __tablename__ = "admin_sessions"
+    __table_args__ = (sa.Index("idx_admin_sessions_expires", "expires_at"),)
+    sid = db.Column(ExactString(32), primary_key=True)
+    actor = db.Column(db.String(64), nullable=False)
+    created_at = db.Column(Timestamp, nullable=False, default=utcnow)
+    expires_at = db.Column(Timestamp, nullable=False)

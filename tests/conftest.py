@@ -27,9 +27,9 @@ ON_MYSQL = bool(TEST_DB_URL)
 mysql_only = pytest.mark.skipif(not ON_MYSQL, reason="MariaDB only: set ELIFE_TEST_DATABASE_URL")
 
 # Tables in delete order (children first); alembic_version is never touched.
-TABLES = ("product_changes", "reconciliation_breaks", "reconciliations", "operator_breakers", "rate_limits", "operator_price_lists",
-          "idempotency_keys", "order_events", "operator_calls", "payment_notices", "orders", "exchange_rates",
-          "products", "users")
+TABLES = ("admin_sessions", "product_changes", "reconciliation_breaks", "reconciliations", "operator_breakers",
+          "rate_limits", "operator_price_lists", "idempotency_keys", "order_events", "operator_calls",
+          "payment_notices", "orders", "exchange_rates", "products", "users")
 
 
 def free_port():
@@ -123,6 +123,8 @@ def settings_env(database_url, ports, log_dir):
         "LIMIT_ORDERS_PER_DAY": "100000",
         "LIMIT_LOGINS_PER_MINUTE": "100000",
         "LIMIT_PAYMENTS_PER_ORDER_HOUR": "100000",
+        "LIMIT_ADMIN_FAILURES_PER_MINUTE": "100000",
+        "LIMIT_NOTICES_PER_ORDER_PER_HOUR": "100000",
     }
 
 
@@ -178,6 +180,16 @@ class Sandbox:
 
     def pay(self, order_number, notify=True):
         return requests.post(f"{self.url}/wechat/_pay/{order_number}", json={"notify": notify}, timeout=30)
+
+    def trade(self, order_number, total_fee):
+        """Create the WeChat trade for `order_number` directly, as our unified order would
+        but for `total_fee`: a payment WeChat will confirm for another amount than the
+        order's (the one way a notice can flag an order)."""
+        r = requests.post(f"{self.url}/wechat/_/pay/unifiedorder", timeout=5, json={
+            "out_trade_no": order_number, "total_fee": total_fee, "openid": "o-someone",
+            "attach": f'{{"orderNumber":"{order_number}"}}', "sub_mch_id": "1900000000",
+            "container": {"service": "elife-backend", "path": f"/payment/callback/{order_number}"}})
+        assert r.json()["respdata"]["result_code"] == "SUCCESS", r.text
 
     def refunds(self):
         return requests.get(f"{self.url}/wechat/_refunds", timeout=5).json()

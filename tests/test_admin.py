@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from itsdangerous import TimestampSigner
 
-from conftest import SEED_ORDER, mysql_only, order_row
+from conftest import SEED_ORDER, Sandbox, mysql_only, order_row
 from elife.fulfil import anomalies
 from elife.ops import reports
 from elife.extensions import db
@@ -39,12 +39,14 @@ def new_order(client, customer, phone="88888888"):
 
 
 def mismatched_callback(client, order, fee_delta=1):
-    """A notice for the order whose amount is not the order's: recorded, flagged, never paid."""
+    """A payment WeChat confirms for another amount than the order's, and its notice:
+    recorded, flagged, never paid."""
     n = order["orderNumber"]
-    body = {"returnCode": "SUCCESS", "resultCode": "SUCCESS", "totalFee": order["totalFee"] + fee_delta,
-            "outTradeNo": n, "attach": json.dumps({"orderNumber": n}), "transactionId": "4200000000000000001",
-            "openid": "o-test", "feeType": "CNY", "timeEnd": "20260101120000"}
-    r = client.post(f"/payment/callback/{n}", json=body)
+    sandbox = Sandbox(f"http://127.0.0.1:{client.application.config['SETTINGS'].SANDBOX_PORT}")
+    sandbox.trade(n, order["totalFee"] + fee_delta)
+    sandbox.pay(n, notify=False)
+    notice = sandbox.notice(n)
+    r = client.post(notice["path"], data=json.dumps(notice["body"]), headers=notice["headers"])
     assert r.get_json() == {"errcode": 0, "errmsg": "OK"}
     row = order_row(n)
     assert row["anomaly_reason"] == "amount_mismatch" and row["payment_status"] == "unpaid"
@@ -606,6 +608,58 @@ def test_logout_clears_the_cookie(client):
     assert f"{COOKIE}=;" in r.headers["Set-Cookie"] and "Path=/admin" in r.headers["Set-Cookie"]
     assert admin_cookie(client) is None
     assert client.get("/admin", headers=HTML).status_code == 401
+
+
+def test_logout_ends_the_session_for_every_copy_of_the_cookie(client):
+    """Issue 16, finding 8: a copied cookie (another browser, a stolen one) dies with the
+    logout, not 12 hours later."""
+    login(client, name="Bat")
+    value = admin_cookie(client)
+    thief = client.application.test_client()
+    thief.set_cookie(COOKIE, value, path="/admin")
+    assert thief.get("/admin/reports.json").status_code == 200
+    with db.engine.connect() as c:
+        assert c.execute(sa.text("SELECT actor FROM admin_sessions")).scalars().all() == ["admin:Bat"]
+    token = csrf_from(page(client, "/admin", headers={"Authorization": ""}))
+    assert client.post("/admin/logout", data={"csrf_token": token}, headers=HTML).status_code == 303
+    assert thief.get("/admin/reports.json").status_code == 401
+    assert thief.get("/admin", headers=HTML).status_code == 401
+    with db.engine.connect() as c:
+        assert c.execute(sa.text("SELECT COUNT(*) FROM admin_sessions")).scalar() == 0
+    # Logging in again is a new session; the old cookie stays dead.
+    login(client)
+    assert client.get("/admin/reports.json").status_code == 200
+    assert thief.get("/admin/reports.json").status_code == 401
+
+
+def _set_cookie_after_login(app, headers=None, **environ):
+    r = app.test_client().post("/admin/login", data={"token": TOKEN}, headers={**HTML, **(headers or {})},
+                               **environ)
+    assert r.status_code == 303, r.data[:300]
+    return r.headers["Set-Cookie"]
+
+
+def test_the_cookie_is_secure_in_production_whatever_the_request_says(make_app, sandbox, settings_env):
+    sandbox_base = f"http://127.0.0.1:{settings_env['SANDBOX_PORT']}"
+    production = make_app(ELIFE_ENV="production", SECRET_KEY="s" * 40, ADMIN_TOKEN=TOKEN + "-" * 20,
+                          WECHAT_APPID="wx", WECHAT_MCH_ID="1", WECHAT_ENV_ID="e",
+                          WECHAT_API_BASE=f"{sandbox_base}/wechat", UNITEL_API_URL=f"{sandbox_base}/unitel",
+                          UNITEL_USERNAME="u", UNITEL_PASSWORD="p")
+    r = production.test_client().post("/admin/login", data={"token": TOKEN + "-" * 20}, headers=HTML)
+    assert r.status_code == 303 and "Secure" in r.headers["Set-Cookie"]
+    r = production.test_client().post("/admin/login", data={"token": TOKEN + "-" * 20},
+                                      headers={**HTML, "X-Forwarded-Proto": "http"})
+    assert "Secure" in r.headers["Set-Cookie"]
+
+
+def test_outside_production_a_client_header_does_not_decide_secure(make_app, sandbox):
+    plain = make_app()
+    assert "Secure" not in _set_cookie_after_login(plain)
+    assert "Secure" not in _set_cookie_after_login(plain, headers={"X-Forwarded-Proto": "https"})
+    assert "Secure" in _set_cookie_after_login(plain, base_url="https://localhost")
+    # Behind a trusted proxy, the scheme it saw.
+    proxied = make_app(TRUSTED_PROXY_COUNT=1)
+    assert "Secure" in _set_cookie_after_login(proxied, headers={"X-Forwarded-Proto": "https"})
 
 
 def test_a_message_in_the_url_must_be_signed_by_us(client, customer, order, sandbox):

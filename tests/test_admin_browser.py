@@ -7,7 +7,6 @@ marks it resolved with a note; the order changes in the database.
 
 Without chromium this is skipped with the reason, except under CI=true, where .ci/run
 installs it and a missing browser is a failure."""
-import json
 import os
 import shutil
 import time
@@ -60,17 +59,15 @@ def browser(tmp_path):
         shutil.rmtree(tmp_path / "profile", ignore_errors=True)
 
 
-def _flagged_order(live):
-    """An order whose callback carried the wrong amount: the service flags it."""
+def _flagged_order(live, sandbox):
+    """An order WeChat confirms paid for the wrong amount: the service flags it."""
     customer = live.login("browser-customer")
     r = requests.post(f"{live.url}/orders", headers=customer, timeout=10, json=SEED_ORDER)
     assert r.status_code == 201, r.text
     order = r.json()
     n = order["orderNumber"]
-    body = {"returnCode": "SUCCESS", "resultCode": "SUCCESS", "totalFee": order["totalFee"] + 100,
-            "outTradeNo": n, "attach": json.dumps({"orderNumber": n}), "transactionId": "4200000000000000777"}
-    r = requests.post(f"{live.url}/payment/callback/{n}", json=body, timeout=10)
-    assert r.json() == {"errcode": 0, "errmsg": "OK"}
+    sandbox.trade(n, order["totalFee"] + 100)  # WeChat will confirm another amount
+    assert sandbox.pay(n).json() == {"errcode": 0, "errmsg": "OK"}  # its notice, to the live service
     return n, customer
 
 
@@ -80,7 +77,7 @@ def test_admin_page_in_a_real_browser(live, sandbox, ctx, browser, tmp_path):
     from selenium.webdriver.support.ui import WebDriverWait
 
     started = time.monotonic()
-    n, customer = _flagged_order(live)
+    n, customer = _flagged_order(live, sandbox)
     assert order_row(n)["anomaly_reason"] == "amount_mismatch"
     # One order paid and recharged for real, so the success-rate chart has a bar.
     paid = live.new_paid_ready_order(customer, phone="89000001")

@@ -1,6 +1,6 @@
 import pytest
 
-from elife.config import ConfigError, load_settings
+from elife.config import DEV_ADMIN_TOKEN, DEV_SECRET_KEY, ConfigError, load_settings
 
 
 def test_development_defaults_need_nothing_configured():
@@ -49,12 +49,14 @@ def test_production_names_every_missing_setting():
     assert "WECHAT_APPID" not in msg
 
 
+PRODUCTION = {"ELIFE_ENV": "production", "DATABASE_URL": "mysql://u:p@h/elife",
+              "SECRET_KEY": "k" * 32, "ADMIN_TOKEN": "a" * 32, "WECHAT_APPID": "wx", "WECHAT_MCH_ID": "1",
+              "WECHAT_ENV_ID": "e", "UNITEL_API_URL": "https://api.unitel.mn/api/v1", "UNITEL_USERNAME": "u",
+              "UNITEL_PASSWORD": "p"}
+
+
 def test_production_uses_real_wechat_and_no_sandbox():
-    env = {"ELIFE_ENV": "production", "DATABASE_URL": "mysql://u:p@h/elife", "SECRET_KEY": "k",
-           "ADMIN_TOKEN": "a", "WECHAT_APPID": "wx", "WECHAT_MCH_ID": "1", "WECHAT_ENV_ID": "e",
-           "UNITEL_API_URL": "https://api.unitel.mn/api/v1", "UNITEL_USERNAME": "u",
-           "UNITEL_PASSWORD": "p"}
-    s = load_settings(environ=env).validate()
+    s = load_settings(environ=PRODUCTION).validate()
     assert s.WECHAT_API_BASE == "http://api.weixin.qq.com"
     assert s.SANDBOX_SERVICE_URL == ""
 
@@ -126,3 +128,46 @@ def test_unitel_status_query_is_none_in_production_and_the_sandbox_in_developmen
 def test_bad_unitel_settings_are_refused_at_start(name, value):
     with pytest.raises(ConfigError, match=name):
         load_settings(environ={name: value}).validate()
+
+
+# -- secrets in production (issue 16, finding 2) ---------------------------------------------
+
+@pytest.mark.parametrize("name, value, said", [
+    ("SECRET_KEY", DEV_SECRET_KEY, "SECRET_KEY is the development default"),
+    ("ADMIN_TOKEN", DEV_ADMIN_TOKEN, "ADMIN_TOKEN is the development default"),
+    ("SECRET_KEY", "k" * 31, "SECRET_KEY is shorter than 32 characters"),
+    ("ADMIN_TOKEN", "a", "ADMIN_TOKEN is shorter than 32 characters"),
+])
+def test_production_refuses_known_or_short_secrets(name, value, said):
+    with pytest.raises(ConfigError) as e:
+        load_settings(environ={**PRODUCTION, name: value}).validate()
+    assert said in str(e.value)
+    other = "ADMIN_TOKEN" if name == "SECRET_KEY" else "SECRET_KEY"
+    assert other not in str(e.value)
+
+
+def test_production_names_both_weak_secrets_and_the_missing_ones_first():
+    env = {**PRODUCTION, "SECRET_KEY": DEV_SECRET_KEY, "ADMIN_TOKEN": "short", "UNITEL_PASSWORD": ""}
+    with pytest.raises(ConfigError) as e:
+        load_settings(environ=env).validate()
+    assert str(e.value) == ("missing required settings: UNITEL_PASSWORD; SECRET_KEY is the development "
+                            "default; ADMIN_TOKEN is shorter than 32 characters")
+
+
+def test_development_keeps_its_defaults():
+    s = load_settings(environ={}).validate()
+    assert (s.SECRET_KEY, s.ADMIN_TOKEN) == (DEV_SECRET_KEY, DEV_ADMIN_TOKEN)
+    assert load_settings(environ={"ADMIN_TOKEN": "a"}).validate().ADMIN_TOKEN == "a"
+
+
+def test_create_app_refuses_a_production_with_the_repos_secret(settings_env):
+    """Through the app factory, as gunicorn's workers and every flask command build it,
+    before anything connects to a database."""
+    from elife import create_app
+    env = {**settings_env, **PRODUCTION, "DATABASE_URL": settings_env["DATABASE_URL"],
+           "SECRET_KEY": DEV_SECRET_KEY}
+    with pytest.raises(ConfigError, match="SECRET_KEY is the development default"):
+        create_app(env)
+    with pytest.raises(ConfigError, match="ADMIN_TOKEN is shorter than 32 characters"):
+        create_app({**env, "SECRET_KEY": "s" * 40, "ADMIN_TOKEN": "a"})
+

@@ -232,14 +232,47 @@ def test_trusted_wx_openid_header_is_a_login(app, make_app):
     assert [o["orderNumber"] for o in wx.get("/orders", headers=me).get_json()["orders"]] == [n]
     assert wx.get(f"/orders/{n}", headers=me).status_code == 200
     # another openid is another user
-    other = {"X-WX-OPENID": "oWX-cloud-user-2"}
+    other = {"X-WX-OPENID": "oWX-cloud-user-2", "X-WX-SOURCE": "wx_client"}
     error_of(wx.get(f"/orders/{n}", headers=other), 404, "order_not_found")
     assert wx.get("/orders", headers=other).get_json()["orders"] == []
     # an openid no real WeChat would send
-    error_of(wx.get("/orders", headers={"X-WX-OPENID": "o" * 65}), 401, "invalid_openid")
+    error_of(wx.get("/orders", headers={"X-WX-OPENID": "o" * 65, "X-WX-SOURCE": "wx_client"}), 401,
+             "invalid_openid")
     # a bearer token still works there
     tok = login(wx, "bearer-behind-wx")
     assert wx.get("/orders", headers=tok).status_code == 200
+
+
+def test_wx_openid_is_a_login_only_as_the_platform_forwards_it(app, make_app, log_dir):
+    """Issue 16, finding 4: X-WX-OPENID alone was a password. It counts only with the
+    platform's X-WX-SOURCE, and with X-WX-ENV naming our environment when it is sent."""
+    wx = make_app(TRUST_WX_HEADERS="true", WECHAT_ENV_ID="prod-elife").test_client()
+    victim = {"X-WX-OPENID": "oWX-victim"}
+    before = counts(app)
+    for headers in (victim, {**victim, "X-WX-SOURCE": ""},
+                    {**victim, "X-WX-SOURCE": "wx_client", "X-WX-ENV": "someone-elses-env"},
+                    {**victim, "X-WX-SOURCE": "wx_client", "X-WX-ENV": ""}):
+        error_of(wx.get("/orders", headers=headers), 401, "invalid_openid")
+        error_of(wx.post("/orders", json=SEED_ORDER, headers=headers), 401, "invalid_openid")
+    assert counts(app) == before  # no user made for the forged openid
+    text = (log_dir / "combined.log").read_text(encoding="utf-8")
+    assert "event=wx_openid_refused" in text
+    assert wx.get("/orders", headers={**victim, "X-WX-SOURCE": "wx_client"}).status_code == 200
+    assert wx.get("/orders", headers={**victim, "X-WX-SOURCE": "wx_client", "X-WX-ENV": "prod-elife"}) \
+        .status_code == 200
+
+
+def test_trusting_wx_headers_is_warned_about_at_start(make_app, sandbox, log_dir):
+    def warnings():
+        text = (log_dir / "combined.log").read_text(encoding="utf-8")
+        return [ln for ln in text.splitlines() if "WARNING elife.auth event=trust_wx_headers" in ln]
+
+    before = len(warnings())
+    make_app()
+    assert len(warnings()) == before
+    make_app(TRUST_WX_HEADERS="true")
+    assert len(warnings()) == before + 1
+    assert "reachable only through WeChat Cloud Hosting" in warnings()[-1]
 
 
 def test_wx_openid_header_is_ignored_when_not_trusted(app, client):

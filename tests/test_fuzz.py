@@ -656,8 +656,12 @@ ACCEPT = st.sampled_from([None, "application/json", "text/html", "text/html,appl
 @pytest.fixture
 def admin_orders(client, customer, order, sandbox):
     """Orders each admin action can act on: flagged, recharge failed, recharge unknown."""
-    n = new_order(client, customer)["orderNumber"]
-    client.post(f"/payment/callback/{n}", json={**NOTICE_TEMPLATE, "outTradeNo": n, "totalFee": 1})  # flags it
+    flagged = new_order(client, customer)
+    n = flagged["orderNumber"]
+    sandbox.trade(n, flagged["totalFee"] + 1)  # WeChat confirms another amount: flags it
+    sandbox.pay(n, notify=False)
+    notice = sandbox.notice(n)
+    client.post(notice["path"], data=json.dumps(notice["body"]), headers=notice["headers"])
     sandbox.mode("fail", "88000001")
     failed = new_order(client, customer, phoneNumber="88000001")["orderNumber"]
     pay_in_sandbox(client, customer, sandbox, failed)

@@ -33,6 +33,30 @@ BLOCK_TIMEOUT = 40  # seconds; the whole runbook takes well under a minute
 # whoever runs it, so that the document's own defaults or the values below apply.
 DOC_VARIABLES = ("TOKEN", "ORDER", "SINCE", "DEPLOYED_AT", "RELEASE", "REVISION", "TARGET", "BASE",
                  "SANDBOX", "DB", "DB_HOST", "DB_USER", "BACKUP_DIR", "LOCK", "ELIFE_HOME", "DAY", "RLOCK", "BREAK")
+# What some blocks must print, not only exit 0: (a line that identifies the block, the
+# patterns the output of every block holding it must show). Each must match a block.
+EXPECTED_OUTPUT = [
+    ('print("missing required settings:"', [r"missing required settings: none"]),
+    ('print("weak secrets:"', [r"TRUSTED_PROXY_COUNT=0", r"weak secrets: \(checked in production\)",
+                               r"admin_auth_failed: \d+ in the log"]),
+    (".venv/bin/flask --app wsgi db current", [r"0007_admin_sessions \(head\)"]),
+    ('curl -fsS "$BASE/health"; echo\n', [r'"database":"up"', r'"status":"ok"']),
+    (".venv/bin/flask --app wsgi elife check-schema\n", [r"schema: ok"]),
+    ("grep 数据库连接成功", [r"event=database_connected .*数据库连接成功"]),
+    # the seed's functional tests 1-4
+    ("| python3 -c 'import sys,json; o=json.load(sys.stdin); print(json.dumps(o, indent=2",
+     [r'"paymentStatus": "unpaid"', r'"rechargeStatus": "pending"', r'"totalFee": 1050', r'"orderNumber": "ORD\d+"']),
+    ('grep 支付金额不匹配 "$LOG_DIR/error.log"',
+     [r'\{"errcode":0,"errmsg":"OK"\}', r"event=amount_mismatch order=ORD\d+ expected=1050 received=999999 支付金额不匹配",
+      r"order ORD\d+ unpaid pending", r"flagged: no \| notice: rejected"]),
+    ("grep attach中的订单号与URL参数不一致",
+     [r'\{"errcode":0,"errmsg":"OK"\}', r"event=attach_mismatch order=ORD\d+ .*received=ORD999999",
+      r"order ORD\d+ unpaid pending"]),
+    ('echo "claims won:', [r"claims won: 1\n", r"top-ups the operator received: 1\n", r"order ORD\d+ paid success",
+                           r"event=payment_confirmed order=ORD"]),
+    ('scripts/smoke "$BASE" "$SANDBOX"', [r"smoke: all steps passed"]),
+    ('elife incident --since "$DEPLOYED_AT" || rc=$?', [r"exit code 0 "]),
+]
 SEED_PHRASES = ("支付金额不匹配", "attach中的订单号与URL参数不一致", "订单正在被其他进程处理",
                 "数据库连接成功", "数据库连接失败", "数据库操作失败，重试中")
 
@@ -133,7 +157,7 @@ def test_runnable_blocks_run_in_order(doc_blocks, live, sandbox, settings_env, d
     env = _block_env(settings_env, live, sandbox, tmp_path, order_number, database_url)
 
     runnable = [b for b in doc_blocks if b.runnable]
-    ran, skipped, setup = [], [], {}
+    ran, skipped, setup, checked = [], [], {}, []
     started = time.monotonic()
     for block in runnable:
         if "mysql" in block.tags and not ON_MYSQL:
@@ -156,12 +180,21 @@ def test_runnable_blocks_run_in_order(doc_blocks, live, sandbox, settings_env, d
             pytest.fail(f"{block} exited with {proc.returncode}\n--- block ---\n{prelude}{block.body}"
                         f"--- stdout ---\n{_shown(proc.stdout)}\n--- stderr ---\n{_shown(proc.stderr)}",
                         pytrace=False)
+        for marker, patterns in EXPECTED_OUTPUT:
+            if marker in block.body:
+                for pattern in patterns:
+                    if not re.search(pattern, proc.stdout):
+                        pytest.fail(f"{block}: its output lacks {pattern!r}\n--- block ---\n{block.body}"
+                                    f"--- stdout ---\n{_shown(proc.stdout)}", pytrace=False)
+                checked.append(marker)
         ran.append(block)
         if "setup" in block.tags:
             setup.setdefault(block.section, []).append(block)
     print(f"\nrunbook: {len(ran)} blocks ran, {len(skipped)} MariaDB-only blocks skipped, "
           f"{time.monotonic() - started:.1f} s")
     assert ran, "no runnable block ran"
+    missing = {m for m, _ in EXPECTED_OUTPUT} - set(checked)
+    assert not missing, f"no block that ran has these lines (did a block change?): {sorted(missing)}"
 
 
 def test_every_bash_block_is_marked_knowingly(doc_blocks):

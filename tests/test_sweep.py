@@ -263,10 +263,10 @@ def test_crontab_line_runs_the_sweep_as_cron_would(app, ctx, sandbox, settings_e
     production = {  # what a server's .env holds; here the parties are the sandbox
         "WECHAT_API_BASE": f"{sandbox_base}/wechat", "WECHAT_APPID": "wx", "WECHAT_MCH_ID": "1",
         "WECHAT_ENV_ID": "e", "UNITEL_API_URL": f"{sandbox_base}/unitel", "UNITEL_USERNAME": "u",
-        "UNITEL_PASSWORD": "p", "ADMIN_TOKEN": "a"}
+        "UNITEL_PASSWORD": "p", "ADMIN_TOKEN": "a" * 32, "SECRET_KEY": "s" * 32}
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SHELL": "/bin/sh",
            **variables, "ELIFE_HOME": str(REPO), **production,
-           **{k: settings_env[k] for k in ("DATABASE_URL", "LOG_DIR", "SECRET_KEY")}}
+           **{k: settings_env[k] for k in ("DATABASE_URL", "LOG_DIR")}}
     cron_log = REPO / "logs" / "sweep.cron.log"
     before = cron_log.stat().st_size if cron_log.exists() else 0
     r = subprocess.run(["/bin/sh", "-c", command], cwd=tmp_path, env=env, timeout=120)
@@ -343,3 +343,55 @@ def test_stuck_processing_with_no_clear_answer_becomes_unknown_and_flagged(make_
         row = order_row(n)
         assert (row["recharge_status"], row["anomaly_reason"]) == ("unknown", "recharge_unknown")
         assert row["submit_count"] == 1 and sandbox.submits_for(n) == []
+
+
+# -- housekeeping ----------------------------------------------------------------------------
+
+def test_housekeeping_drops_admin_sessions_past_their_12_hours(app, ctx):
+    from elife.models import AdminSession
+    now = utcnow()
+    db.session.add_all([AdminSession(sid="old", actor="admin", created_at=now - timedelta(hours=13),
+                                     expires_at=now - timedelta(hours=1)),
+                        AdminSession(sid="live", actor="admin", created_at=now, expires_at=now + timedelta(hours=12))])
+    db.session.commit()
+    sweep.run()
+    assert db.session.execute(sa.select(AdminSession.sid)).scalars().all() == ["live"]
+
+
+def _notice_rows(*rows):
+    """payment_notices rows as (order_number, received_at)."""
+    from elife.models import PaymentNotice
+    db.session.add_all([PaymentNotice(order_number=n, received_at=t, body="{}", decision="rejected")
+                        for n, t in rows])
+    db.session.commit()
+
+
+def _notices_left():
+    from elife.models import PaymentNotice
+    return sorted(db.session.execute(sa.select(PaymentNotice.order_number, PaymentNotice.received_at)).all())
+
+
+def test_housekeeping_purges_old_notices_but_a_flagged_orders(app, ctx):
+    [plain, flagged] = _bulk_due_orders(2)
+    _set(flagged, anomaly_reason="amount_mismatch")
+    now = utcnow()
+    old, recent = now - timedelta(days=181), now - timedelta(days=179)
+    _notice_rows((plain, old), (plain, recent), (flagged, old), ("ORD-NOT-OURS", old), ("ORD-NOT-OURS", recent))
+    sweep.run()
+    assert _notices_left() == sorted([(plain, recent), (flagged, old), ("ORD-NOT-OURS", recent)])
+    # Resolved: its old notices go with the next run.
+    _set(flagged, anomaly_reason=None)
+    sweep.run()
+    assert (flagged, old) not in _notices_left()
+
+
+def test_the_notice_purge_works_in_bounded_batches(make_app, app, sandbox):
+    app = make_app(NOTICE_RETENTION_DAYS=1)
+    with app.app_context():
+        long_ago = utcnow() - timedelta(days=2)
+        _notice_rows(*[(f"ORD{i:010d}", long_ago + timedelta(seconds=i)) for i in range(25)])
+        assert sweep.purge_old_notices(utcnow(), batch=10, batches=2) == 20
+        left = _notices_left()
+        assert [n for n, _ in left] == [f"ORD{i:010d}" for i in range(20, 25)]  # oldest went first
+        assert sweep.purge_old_notices(utcnow(), batch=10, batches=2) == 5
+        assert _notices_left() == []

@@ -3,6 +3,9 @@ the actions a person may take on an order, and the reconciliation days.
 
 Who gets in:
 - API clients: `Authorization: Bearer <ADMIN_TOKEN>` (401 without it, 403 when wrong);
+  every wrong token, Bearer or login form, counts against the client's address: past
+  LIMIT_ADMIN_FAILURES_PER_MINUTE the address gets 429 for the rest of the minute, with
+  the right token too (a login cookie, proof of an earlier right token, still works);
 - browsers: the cookie set by POST /admin/login (see admin_session.py); a form posted
   with the cookie must carry its CSRF token, or it is a 403.
 Without either, a 401: a JSON error, or the login page when the request prefers HTML.
@@ -22,6 +25,7 @@ from datetime import datetime
 from flask import (Blueprint, g, jsonify, make_response, redirect, render_template,
                    request, url_for)
 
+from .. import config
 from ..ops import admin_data, charts, reports
 from . import admin_session
 from ..fulfil import anomalies, audit, breaker, recharge, reconcile, refunds
@@ -31,7 +35,7 @@ from .errors import ApiError, error_response, from_domain
 from ..extensions import db
 from ..logs import event
 from ..timeutil import iso, utcnow
-from .common import client_ip, int_arg, order_number_or_404
+from .common import TRIM, client_ip, int_arg, order_number_or_404, query_arg
 
 log = logging.getLogger("elife.admin")
 
@@ -56,7 +60,9 @@ def require_admin():
         return None
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
+        limits.admin_locked_out(client_ip())
         if not admin_session.token_matches(header[len("Bearer "):].strip()):
+            _auth_failed("bearer")
             raise ApiError(403, "forbidden", "this token may not use the admin page")
         return None
     session = admin_session.read_cookie(request.cookies.get(admin_session.COOKIE_NAME))
@@ -70,6 +76,12 @@ def require_admin():
         raise ApiError(403, "csrf_failed", "this form is stale or did not come from the admin page; "
                                            "reload the page and try again")
     return None
+
+
+def _auth_failed(via):
+    """A wrong admin token, counted against the address (RateLimited once past the limit)."""
+    event(log, logging.WARNING, "admin_auth_failed", via=via, ip=client_ip(), path=request.path)
+    limits.admin_failure(client_ip())
 
 
 @bp.errorhandler(DomainError)
@@ -127,22 +139,21 @@ def _utc(value):
 # -- logging in from a browser ---------------------------------------------------------------
 
 def _login_page(error=None, next_url=None):
-    return render_template("admin/login.html", error=error,
-                           next_url=admin_session.safe_next(next_url or request.args.get("next")))
+    return render_template("admin/login.html", error=error, next_url=admin_session.safe_next(next_url))
 
 
 @bp.get("/login")
 def login_form():
-    return _login_page()
+    return _login_page(next_url=query_arg("next"))
 
 
 @bp.post("/login")
 def login():
-    limits.logins_by_address(client_ip())  # a guessed admin token costs a login attempt
+    limits.admin_locked_out(client_ip())
     token = request.form.get("token", "")
     next_url = admin_session.safe_next(request.form.get("next"))
     if not admin_session.token_matches(token.strip()):
-        event(log, logging.WARNING, "admin_login_failed", ip=client_ip())
+        _auth_failed("form")
         if prefers_html():
             return _login_page(error="That is not the admin token.", next_url=next_url), 403
         raise ApiError(403, "forbidden", "this token may not use the admin page")
@@ -150,7 +161,7 @@ def login():
     resp = redirect(next_url, 303)
     resp.set_cookie(admin_session.COOKIE_NAME, admin_session.new_cookie_value(name),
                     max_age=admin_session.MAX_AGE, path=admin_session.COOKIE_PATH,
-                    httponly=True, samesite="Strict", secure=_secure_request())
+                    httponly=True, samesite="Strict", secure=_secure_cookie())
     event(log, logging.INFO, "admin_login", actor=admin_session.actor_for(name), ip=client_ip())
     return resp
 
@@ -159,15 +170,18 @@ def login():
 def logout():
     resp = redirect(url_for("admin.login_form"), 303)
     resp.delete_cookie(admin_session.COOKIE_NAME, path=admin_session.COOKIE_PATH,
-                       httponly=True, samesite="Strict", secure=_secure_request())
+                       httponly=True, samesite="Strict", secure=_secure_cookie())
     if g.admin_session:
+        admin_session.revoke(g.admin_session)
         event(log, logging.INFO, "admin_logout", actor=admin_session.actor_for(g.admin_session["name"]),
               ip=client_ip())
     return resp
 
 
-def _secure_request():
-    return request.is_secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+def _secure_cookie():
+    """Always in production. Elsewhere when the request came over https, as our own
+    server or trusted proxies (TRUSTED_PROXY_COUNT) say -- never a client's header."""
+    return config.current().is_production or request.is_secure
 
 
 # -- the pages -------------------------------------------------------------------------------
@@ -187,7 +201,7 @@ def index():
                            breaker={"state": status, "openedAt": iso(opened_at), "secondsLeft": int(left)},
                            anomalies=items, anomaly_total=total, hours=hours, days=days,
                            reconciliations=admin_data.reconciliation_days(),
-                           message=admin_session.read_message(request.args.get("m")))
+                           message=admin_session.read_message(query_arg("m")))
 
 
 @bp.get("/reports.json")
@@ -200,7 +214,7 @@ def reports_json():
 def order_detail(order_number):
     detail = _detail_or_404(order_number)
     return render_template("admin/order.html", d=detail, o=detail["order"],
-                           message=admin_session.read_message(request.args.get("m")))
+                           message=admin_session.read_message(query_arg("m")))
 
 
 @bp.get("/orders/<order_number>.json")
@@ -222,11 +236,12 @@ def _actor():
 
 
 def _note(required, ask="why is this resolved?"):
-    note = request.form.get("note", "").strip()
+    note = request.form.get("note", "")
+    if len(note) > NOTE_MAX:  # as sent, as the description's maxLength counts it
+        raise _Refused(400, "note_too_long", f"the note is longer than {NOTE_MAX} characters")
+    note = note.strip(TRIM)
     if required and not note:
         raise _Refused(400, "missing_note", f"write a note: {ask}")
-    if len(note) > NOTE_MAX:
-        raise _Refused(400, "note_too_long", f"the note is longer than {NOTE_MAX} characters")
     return note
 
 

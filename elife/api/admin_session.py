@@ -5,17 +5,24 @@ of this.
 The cookie holds an itsdangerous-signed value (keyed by SECRET_KEY, salt "elife.admin",
 valid 12 hours): a random session id, the name the operator typed (for the audit
 trail), and a fingerprint of ADMIN_TOKEN, so that changing ADMIN_TOKEN ends every
-browser session. A CSRF token is the session id signed again under its own salt: a form
-posted with the cookie must carry the token made for that cookie.
+browser session. The session id is also a row of admin_sessions: logging out deletes
+it, so a copied cookie dies with the logout rather than 12 hours later. A CSRF token is
+the session id signed again under its own salt: a form posted with the cookie must
+carry the token made for that cookie.
 """
 import hashlib
 import hmac
 import re
 import secrets
+from datetime import timedelta
 
+import sqlalchemy as sa
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from .. import config
+from ..extensions import db
+from ..models import AdminSession
+from ..timeutil import utcnow
 
 COOKIE_NAME = "elife_admin"
 COOKIE_PATH = "/admin"
@@ -60,14 +67,28 @@ def actor_for(name):
 
 # -- the login cookie ------------------------------------------------------------------------
 
+_S = AdminSession.__table__
+_LIVE = sa.select(_S.c.sid).where(_S.c.sid == sa.bindparam("sid"), _S.c.expires_at > sa.bindparam("now"))
+
+
 def new_cookie_value(name=""):
-    return _serializer(_SALT).dumps({"sid": secrets.token_urlsafe(18), "name": clean_name(name),
-                                     "key": _token_fingerprint()})
+    """Start a session (its row, committed) and return the cookie's value."""
+    sid, now = secrets.token_urlsafe(18), utcnow()
+    db.session.connection().execute(_S.insert(), {"sid": sid, "actor": actor_for(name)[:64], "created_at": now,
+                                                  "expires_at": now + timedelta(seconds=MAX_AGE)})
+    db.session.commit()
+    return _serializer(_SALT).dumps({"sid": sid, "name": clean_name(name), "key": _token_fingerprint()})
+
+
+def revoke(session):
+    """Logout: the session's row goes, and with it every copy of its cookie."""
+    db.session.connection().execute(_S.delete().where(_S.c.sid == session["sid"]))
+    db.session.commit()
 
 
 def read_cookie(value):
-    """The session for a cookie value, or None when it is missing, forged, expired or
-    was issued for another ADMIN_TOKEN."""
+    """The session for a cookie value, or None when it is missing, forged, expired, was
+    issued for another ADMIN_TOKEN or was logged out."""
     if not value or not config.current().ADMIN_TOKEN:
         return None
     try:
@@ -78,6 +99,8 @@ def read_cookie(value):
         return None
     if not hmac.compare_digest(str(data.get("key", "")), _token_fingerprint()):
         return None
+    if db.session.connection().execute(_LIVE, {"sid": data["sid"], "now": utcnow()}).first() is None:
+        return None  # logged out (or purged)
     return {"sid": data["sid"], "name": clean_name(data.get("name", ""))}
 
 

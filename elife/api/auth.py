@@ -1,7 +1,10 @@
 """Customer identity: POST /auth/login, then signed, expiring tokens (itsdangerous), or
 WeChat Cloud Hosting's X-WX-OPENID header when TRUST_WX_HEADERS says the platform sits
-in front of us."""
+in front of us (and the request carries the platform's X-WX-SOURCE). Anyone who can reach
+the service directly can send those headers too: the flag needs a service reachable
+only through the platform."""
 import logging
+import re
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -18,6 +21,7 @@ from ..shop import limits
 from .common import client_ip, json_object, string_field
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
+LOGIN_CODE = re.compile(r"[!-~]{1,128}")  # wx.login codes are printable ASCII, no spaces
 log = logging.getLogger("elife.auth")
 _SALT = "elife.customer-token.v1"
 _OPENID = sa.select(User.__table__.c.openid).where(User.__table__.c.id == sa.bindparam("uid"))
@@ -33,7 +37,7 @@ class Customer:
 @bp.post("/login")
 def login():
     limits.logins_by_address(client_ip())
-    code = string_field(json_object(), "code", 128)
+    code = string_field(json_object(), "code", 128, pattern=LOGIN_CODE)
     try:
         openid = WeChatClient(config.current()).code2session(code)
     except WeChatRejected as e:
@@ -84,11 +88,26 @@ def current_user():
         return g.user
     openid = request.headers.get("X-WX-OPENID", "")
     if s.TRUST_WX_HEADERS and openid:
+        _check_platform(s)
         if len(openid) > 64:
             raise ApiError(401, "invalid_openid", "X-WX-OPENID is not a WeChat openid")
         g.user = user_for_openid(openid)
         return g.user
     raise ApiError(401, "missing_token", "log in first: Authorization: Bearer <token>")
+
+
+def _check_platform(s):
+    """X-WX-OPENID is a login only as Cloud Hosting forwards it: with X-WX-SOURCE, and
+    with X-WX-ENV naming our environment when the platform sends it."""
+    env = request.headers.get("X-WX-ENV")
+    if not request.headers.get("X-WX-SOURCE"):
+        why = "X-WX-OPENID without X-WX-SOURCE"
+    elif env is not None and env != s.WECHAT_ENV_ID:
+        why = "X-WX-ENV is not this service's environment"
+    else:
+        return
+    event(log, logging.WARNING, "wx_openid_refused", why, ip=client_ip())
+    raise ApiError(401, "invalid_openid", f"{why}: not a request through WeChat Cloud Hosting")
 
 
 def _user_from_token(token, ttl):

@@ -4,12 +4,15 @@ import re
 
 from flask import request
 
-from .. import config
 from .errors import ApiError
 
 ORDER_NUMBER = re.compile(r"ORD[0-9]{6,29}")
 # A caller's X-Request-Id is kept when it is this: safe in a log line, a header and a column.
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+# Removed from around a string field before it is checked: ASCII whitespace, exactly what
+# the patterns in /openapi.json allow around a value (openapi.trimmed).
+TRIM = " \t\n\r\x0b\x0c"
 
 
 def json_object():
@@ -34,11 +37,11 @@ def string_field(data, name, max_len, required=True, pattern=None):
         return None
     if not isinstance(value, str):
         raise ApiError(400, "invalid_field", f"{name} must be a string")
-    value = value.strip()
+    if len(value) > max_len:  # as sent, as the description's maxLength counts it
+        raise ApiError(400, "invalid_field", f"{name} is longer than {max_len} characters")
+    value = value.strip(TRIM)
     if required and not value:
         raise ApiError(400, "missing_field", f"{name} must not be empty")
-    if len(value) > max_len:
-        raise ApiError(400, "invalid_field", f"{name} is longer than {max_len} characters")
     if not value.isprintable():
         raise ApiError(400, "invalid_field", f"{name} contains control characters")
     if pattern is not None and value and not pattern.fullmatch(value):
@@ -54,19 +57,25 @@ def order_number_or_404(value):
 
 
 def client_ip():
-    """The caller's address. X-Forwarded-For is believed only behind WeChat Cloud Hosting
-    (TRUST_WX_HEADERS), whose proxy sets it; elsewhere anyone could forge it to dodge the
-    per-address limits."""
-    addr = request.remote_addr or "127.0.0.1"
-    if config.current().TRUST_WX_HEADERS:
-        addr = request.headers.get("X-Forwarded-For", "").split(",")[0].strip() or addr
-    return addr[:45]
+    """The caller's address, for the limits, the logs and WeChat's spbill_create_ip: the
+    socket's peer, or with TRUSTED_PROXY_COUNT the address our own proxies saw
+    (ProxyFix, set up in create_app). Never the X-Forwarded-For entries a client wrote."""
+    return (request.remote_addr or "127.0.0.1")[:45]
+
+
+def query_arg(name):
+    """A query parameter's value, None when absent; given twice it is a 400, not the first
+    of two that may disagree."""
+    values = request.args.getlist(name)
+    if len(values) > 1:
+        raise ApiError(400, "invalid_parameter", f"{name} is given more than once")
+    return values[0] if values else None
 
 
 def int_arg(name, default, lo, hi):
     """A whole-number query parameter in [lo, hi], or a 400 (ASCII digits only: '²' and
-    '５' pass str.isdigit but are not numbers a client means)."""
-    raw = request.args.get(name)
+    '５' pass str.isdigit but are not numbers a client means). Empty is the default."""
+    raw = query_arg(name)
     if raw is None or raw == "":
         return default
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or not lo <= int(raw) <= hi:

@@ -8,6 +8,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from .. import errors as domain
+from ..logs import escape
 
 log = logging.getLogger("elife.errors")
 
@@ -104,15 +105,15 @@ def register_error_handlers(app):
         from ..extensions import db
         db.session.rollback()
         if is_transient(e) or isinstance(e, OperationalError):
-            log.warning("event=database_unavailable path=%s error=%s", request.path,
-                        str(getattr(e, "orig", e)).splitlines()[0][:200])
+            log.warning("event=database_unavailable path=%s error=%s", escape(request.path),
+                        escape(str(getattr(e, "orig", e))[:200]))
             return error_response(503, "database_unavailable",
                                   "the database is unavailable for a moment; try again",
                                   {"Retry-After": "5"})
-        log.exception("event=database_error path=%s", request.path)
+        log.exception("event=database_error path=%s", escape(request.path))
         return error_response(500, "internal_error", "internal error; it has been logged")
 
     @app.errorhandler(Exception)
     def _unexpected(e):
-        log.exception("event=unhandled_error path=%s", request.path)
+        log.exception("event=unhandled_error path=%s", escape(request.path))
         return error_response(500, "internal_error", "internal error; it has been logged")

@@ -9,6 +9,8 @@ checks that every status and error code the service answers is one described her
 Error codes are listed per operation and status (an `enum` on `error.code`), in the order
 the code checks them.
 """
+import re
+
 from flask import Blueprint, jsonify
 
 from .. import config
@@ -16,7 +18,8 @@ from ..models import PAYMENT_STATUSES, RECHARGE_STATUSES
 from ..shop import catalog, phones, product_admin, rates, vat
 from ..shop.pricing import MAX_TOTAL_FEE
 from ..shop.rates import MAX_MOVE
-from . import common
+from . import admin as admin_api
+from . import auth, common
 from . import orders as orders_api
 from .common import SANE_REQUEST_ID
 
@@ -117,6 +120,7 @@ def _admin_responses(ok, *, codes400=None, codes404=False, codes409=None, html_o
                         {"WWW-Authenticate": {"schema": {"type": "string"}}}, html=True)
     out["403"] = _error("a wrong admin token, or a cookie-authenticated form without its CSRF token",
                         ADMIN_403, html=True)
+    out["429"] = _admin_locked_out()
     if codes404:
         out["404"] = (_error("no such order", ["order_not_found"], html=True) if codes404 is True
                       else _error("no such reconciliation day (or break)", codes404, html=True))
@@ -127,30 +131,92 @@ def _admin_responses(ok, *, codes400=None, codes404=False, codes409=None, html_o
     return out
 
 
+# The one answer that is not JSON: gunicorn's own page, for a request the app never sees.
+GUNICORN_ERRORS = {
+    "414": {"description": "the request line (method, path and query) is longer than gunicorn's "
+                           "limit_request_line (4094 bytes): gunicorn's own HTML page, not JSON",
+            "content": {"text/html": {"schema": {"type": "string"}}}},
+    "431": {"description": "more than 100 headers, or one longer than 8190 bytes (gunicorn's "
+                           "limit_request_fields, limit_request_field_size): gunicorn's own HTML page, "
+                           "not JSON",
+            "content": {"text/html": {"schema": {"type": "string"}}}},
+}
+NAME_FIELD = {"type": "string", "description": "who, for the audit trail: tidied and cut to 40 characters "
+                                               "(anything unusable is just 'admin')"}
+
+
+def _admin_locked_out():
+    return _error("too many wrong admin tokens from this address (LIMIT_ADMIN_FAILURES_PER_MINUTE, Bearer "
+                  "and login form together): refused for the rest of the minute, the right token too",
+                  ["rate_limited"], _retry_after("seconds until the minute ends"), html=True)
+
+
+ONCE = " Given at most once (twice is a 400 invalid_parameter)."
+EMPTY_IS_DEFAULT = " An empty value is the default." + ONCE
+
+
+def _query(name, description, schema, empty=False):
+    """A query parameter as common.query_arg reads it: once; `empty`: an empty value is
+    taken as if the parameter were absent (OpenAPI's allowEmptyValue)."""
+    p = {"name": name, "in": "query", "required": False, "schema": schema,
+         "description": description + (EMPTY_IS_DEFAULT if empty else ONCE)}
+    if empty:
+        p["allowEmptyValue"] = True
+    return p
+
+
 def _window_params():
     return [
-        {"name": "hours", "in": "query", "required": False,
-         "description": "the window of the success-rate and delay reports, in hours",
-         "schema": {"type": "integer", "minimum": 1, "maximum": 24 * 30, "default": 24}},
-        {"name": "days", "in": "query", "required": False,
-         "description": "the window of the anomaly report, in days",
-         "schema": {"type": "integer", "minimum": 1, "maximum": 90, "default": 7}},
+        _query("hours", "the window of the success-rate and delay reports, in hours",
+               {"type": "integer", "minimum": 1, "maximum": 24 * 30, "default": 24}, empty=True),
+        _query("days", "the window of the anomaly report, in days",
+               {"type": "integer", "minimum": 1, "maximum": 90, "default": 7}, empty=True),
     ]
 
 
-def _string(max_len, description, pattern=None, enum=None, example=None):
+def _message_param():
+    return _query("m", "a message to show, as the actions' redirects sign it (any other value is ignored)",
+                  {"type": "string"})
+
+
+# What common.string_field removes around a value before checking it, as a class.
+_TRIM = "[" + "".join(f"\\x{ord(c):02x}" for c in common.TRIM) + "]"
+
+
+def trimmed(core):
+    """The pattern of a string field: `core` (a regex, or a compiled one), with the
+    ASCII whitespace string_field removes allowed around it."""
+    core = getattr(core, "pattern", core)
+    return f"^{_TRIM}*(?:{core}){_TRIM}*$"
+
+
+def _one_of(words):
+    return "|".join(re.escape(w) for w in words)
+
+
+def _phone_pattern():
+    """phones.normalize and check_operator as a pattern: the national number of a sold
+    operator, perhaps after +976, 00976 or 976, with phones' printable separators
+    (space, dash, dot, brackets) anywhere between."""
+    sep = "[ ().-]*"
+    spaced = lambda text: sep.join(re.escape(c) for c in text)  # noqa: E731
+    prefixes = sorted(p for op in phones.SUPPORTED_OPERATORS for p in phones.OPERATOR_PREFIXES[op])
+    country = "|".join(spaced(c) for c in ("+976", "00976", "976"))
+    national = f"(?:{'|'.join(spaced(p) for p in prefixes)})(?:{sep}[0-9]){{6}}"
+    return trimmed(f"{sep}(?:(?:{country}){sep})?{national}{sep}")
+
+
+def _string(max_len, description, pattern=None, example=None):
     s = {"type": "string", "minLength": 1, "maxLength": max_len, "description": description}
     if pattern is not None:
-        s["pattern"] = _anchored(pattern)
-    if enum is not None:
-        s["enum"] = list(enum)
+        s["pattern"] = trimmed(pattern)
     if example is not None:
         s["example"] = example
     return s
 
 
-TRIMMED = ("Surrounding whitespace is removed before the checks; the value must then be "
-           "printable (no control characters).")
+TRIMMED = ("Surrounding ASCII whitespace is removed before the checks (maxLength counts it); "
+           "what is left must match the pattern.")
 
 
 REQUEST_ID_PARAM = {
@@ -251,7 +317,32 @@ def _catalogue_paths():
     }
 
 
-def schemas():
+def _products(catalogue):
+    """Which productCode goes with which operator and type, from the active catalogue
+    ({(operator, type): [codes]}): a well-formed order for a product we do not sell is a
+    400 unknown_product, so the description names the products."""
+    catalogue = {k: v for k, v in (catalogue or {}).items()
+                 if k[0] in phones.SUPPORTED_OPERATORS and k[1] in catalog.RECHARGE_TYPES}
+    if not catalogue:
+        return {}
+    return {"anyOf": [{"properties": {"productOperator": {"pattern": trimmed(re.escape(op))},
+                                      "rechargeType": {"pattern": trimmed(re.escape(rtype))},
+                                      "productCode": {"pattern": trimmed(_one_of(codes))}}}
+                      for (op, rtype), codes in sorted(catalogue.items())]}
+
+
+def schemas(catalogue=None):
+    out = _schemas()
+    products = _products(catalogue)
+    if products:  # the patterns move into the branches: one pattern per field to generate from
+        order = out["OrderRequest"]
+        for name in ("productOperator", "rechargeType", "productCode"):
+            order["properties"][name].pop("pattern")
+        order.update(products)
+    return out
+
+
+def _schemas():
     supported_prefixes = sorted(p for op in phones.SUPPORTED_OPERATORS for p in phones.OPERATOR_PREFIXES[op])
     timestamp = {"type": "string", "format": "date-time", "example": "2026-01-18T10:00:00.123Z"}
     nullable_ts = {**timestamp, "nullable": True}
@@ -283,8 +374,8 @@ def schemas():
         "LoginRequest": {
             "type": "object", "required": ["code"],
             "description": "Other keys are ignored.",
-            "properties": {"code": _string(128, "the mini-program's wx.login code. " + TRIMMED,
-                                           example="081abcDEF")},
+            "properties": {"code": _string(128, "the mini-program's wx.login code: printable ASCII. " + TRIMMED,
+                                           pattern=auth.LOGIN_CODE, example="081abcDEF")},
         },
         "LoginResponse": {
             "type": "object", "required": ["token", "expiresIn"],
@@ -324,19 +415,19 @@ def schemas():
                             + " is a 400 price_not_accepted."),
             "not": {"anyOf": [{"required": [f]} for f in orders_api.CLIENT_PRICE_FIELDS]},
             "properties": {
-                "phoneNumber": _string(
+                "phoneNumber": {**_string(
                     32, "A Mongolian number: 8 digits, optionally after +976, 00976 or 976; spaces, "
                         "dashes, dots and brackets are removed. It must be valid in the current Mongolian plan "
                         "(else 400 invalid_phone_number) and belong to productOperator "
                         f"(Unitel: {', '.join(supported_prefixes)}...), or it is a 400 "
                         "phone_operator_mismatch. " + TRIMMED, example="88888888"),
+                    "pattern": _phone_pattern()},
                 "productOperator": _string(16, "only these operators are sold (others: 400 "
                                                "unsupported_operator). " + TRIMMED,
-                                           pattern=orders_api._NAME, enum=phones.SUPPORTED_OPERATORS,
-                                           example="UNITEL"),
-                "rechargeType": _string(16, TRIMMED, pattern=orders_api._NAME, enum=catalog.RECHARGE_TYPES,
-                                        example="VOICE"),
-                "productCode": _string(32, "a productCode of GET /products for this operator and type. "
+                                           pattern=_one_of(phones.SUPPORTED_OPERATORS), example="UNITEL"),
+                "rechargeType": _string(16, TRIMMED, pattern=_one_of(catalog.RECHARGE_TYPES), example="VOICE"),
+                "productCode": _string(32, "a productCode of GET /products for this operator and type "
+                                           "(the products on sale as this description was made). "
                                        + TRIMMED, pattern=orders_api._CODE, example="5000"),
                 "vatRegisterNo": {
                     **_string(vat.MAX_LENGTH, "optional: a business customer's register number for the VAT "
@@ -402,8 +493,8 @@ def schemas():
             "description": "Other keys are ignored.",
             "properties": {"orderNumber": {
                 **_string(32, "one of the caller's orders. A string that is not shaped like an order "
-                              "number is a 404 order_not_found, as is another customer's order. " + TRIMMED),
-                "pattern": _anchored(common.ORDER_NUMBER)}},
+                              "number is a 404 order_not_found, as is another customer's order. " + TRIMMED,
+                          pattern=common.ORDER_NUMBER)}},
         },
         "PaymentCreateResponse": {
             "type": "object", "required": ["orderNumber", "totalFee", "payment"],
@@ -420,19 +511,24 @@ def schemas():
         },
         "WeChatNotice": {
             "type": "object",
-            "description": ("A WeChat Pay (Cloud Hosting) payment notice, as WeChat sends it. Any body is "
-                            "recorded first; a JSON object with returnCode is then checked against the "
-                            "stored order (amount, outTradeNo, the order number in attach, result codes) "
-                            "and confirmed with WeChat's order query before the order is marked paid."),
+            "description": ("A WeChat Pay (Cloud Hosting) payment notice, as WeChat sends it. Tolerant on "
+                            "purpose: any JSON object with returnCode is a notice, whatever its fields "
+                            "hold. It is checked against the stored order (amount, outTradeNo, the order "
+                            "number in attach, result codes) and confirmed with WeChat's order query "
+                            "before the order is marked paid; a field missing, of another type or value "
+                            "is a check that fails (recorded as rejected, answered errcode 0), not a "
+                            "400, so that WeChat stops delivering a notice we have on record. Nothing in "
+                            "it is believed: a rejected notice flags the order only when the order query "
+                            "confirms a payment that disagrees with the order."),
             "required": ["returnCode"],
             "properties": {
-                **{k: {"type": "string"} for k in (
+                **{k: {"description": "as WeChat sends it: a string"} for k in (
                     "returnCode", "resultCode", "appid", "mchId", "subAppid", "subMchId", "nonceStr",
                     "openid", "subOpenid", "tradeType", "bankType", "feeType", "transactionId",
                     "outTradeNo", "timeEnd")},
-                "attach": {"type": "string", "description": 'JSON: {"orderNumber": "..."}'},
-                "totalFee": {"type": "integer", "description": "fen"},
-                "cashFee": {"type": "integer", "description": "fen"},
+                "attach": {"description": 'as we sent it: a string holding JSON {"orderNumber": "..."}'},
+                "totalFee": {"description": "fen, an integer"},
+                "cashFee": {"description": "fen, an integer"},
             },
         },
         "WeChatRefundNotice": {
@@ -456,7 +552,7 @@ def schemas():
         },
         "WeChatReply": {
             "type": "object", "required": ["errcode", "errmsg"],
-            "description": "errcode 0: recorded (also when rejected and flagged); 1: WeChat should retry",
+            "description": "errcode 0: recorded (also when rejected); 1: WeChat should retry",
             "properties": {"errcode": {"type": "integer", "enum": [0, 1]}, "errmsg": {"type": "string"}},
         },
     }
@@ -464,10 +560,10 @@ def schemas():
 
 @bp.get("/openapi.json")
 def openapi():
-    return jsonify(build_spec(config.current()))
+    return jsonify(build_spec(config.current(), catalog.active_codes()))
 
 
-def build_spec(settings):
+def build_spec(settings, catalogue=None):
     limit = settings.MAX_BODY_BYTES
     order_number_param = {
         "name": "orderNumber", "in": "path", "required": True,
@@ -487,7 +583,8 @@ def build_spec(settings):
         }},
         "/openapi.json": {"get": {
             "tags": ["meta"], "operationId": "openapi", "summary": "this description", "security": [],
-            "responses": {"200": _json("the OpenAPI 3.0 description", {"type": "object"})},
+            "responses": {"200": _json("the OpenAPI 3.0 description", {"type": "object"}),
+                          **_common(limit)},  # it names the products on sale, read from the database
         }},
         "/auth/login": {"post": {
             "tags": ["customer"], "operationId": "login", "security": [],
@@ -506,16 +603,15 @@ def build_spec(settings):
             "tags": ["customer"], "operationId": "listProducts", "security": [],
             "summary": "the catalogue, priced in fen at the active exchange rate",
             "parameters": [
-                {"name": "operator", "in": "query", "required": False,
-                 "description": "an empty value is no filter",
-                 "schema": {"type": "string", "pattern": _anchored(orders_api._NAME), "example": "UNITEL"}},
-                {"name": "rechargeType", "in": "query", "required": False,
-                 "description": "an empty value is no filter",
-                 "schema": {"type": "string", "pattern": _anchored(orders_api._NAME), "example": "VOICE"}},
+                _query("operator", "only this operator's products; an empty value is no filter.",
+                       {"type": "string", "pattern": _anchored(orders_api._NAME), "example": "UNITEL"}, empty=True),
+                _query("rechargeType", "only products of this type; an empty value is no filter.",
+                       {"type": "string", "pattern": _anchored(orders_api._NAME), "example": "VOICE"}, empty=True),
             ],
             "responses": {
                 "200": _json("the active products (possibly none)", {"$ref": "#/components/schemas/ProductList"}),
-                "400": _error("a filter is not an upper-case name", ["invalid_filter"]),
+                "400": _error("a filter is not an upper-case name, or is given twice",
+                              ["invalid_filter", "invalid_parameter"]),
                 "503": _error("no exchange rate, or the database is unavailable",
                               ["no_exchange_rate", "database_unavailable"],
                               _retry_after("with database_unavailable: seconds to wait")),
@@ -577,16 +673,16 @@ def build_spec(settings):
                 "tags": ["customer"], "operationId": "listOrders", "security": _customer_security(settings),
                 "summary": "the caller's own orders, newest first (keyset pages)",
                 "parameters": [
-                    {"name": "limit", "in": "query", "required": False,
-                     "description": "ASCII digits only; an empty value is the default",
-                     "schema": {"type": "integer", "minimum": 1, "maximum": orders_api.MAX_LIMIT, "default": 20}},
-                    {"name": "cursor", "in": "query", "required": False,
-                     "description": "the nextCursor of the previous page; ASCII digits only",
-                     "schema": {"type": "integer", "minimum": 1, "maximum": 2 ** 62}},
+                    _query("limit", "orders per page; ASCII digits only.",
+                           {"type": "integer", "minimum": 1, "maximum": orders_api.MAX_LIMIT, "default": 20},
+                           empty=True),
+                    _query("cursor", "the nextCursor of the previous page; ASCII digits only.",
+                           {"type": "integer", "minimum": 1, "maximum": 2 ** 62}, empty=True),
                 ],
                 "responses": {
                     "200": _json("a page of orders", {"$ref": "#/components/schemas/OrderList"}),
-                    "400": _error("limit or cursor is not a whole number in range", ["invalid_parameter"]),
+                    "400": _error("limit or cursor is not a whole number in range, or is given twice",
+                                  ["invalid_parameter"]),
                     "401": _error("not logged in", CUSTOMER_401),
                     **_common(limit),
                 },
@@ -627,12 +723,16 @@ def build_spec(settings):
         "/payment/callback/{orderNumber}": {"post": {
             "tags": ["wechat"], "operationId": "paymentCallback", "security": [],
             "summary": "WeChat Pay's payment notice (Cloud Hosting, callback_type 2)",
-            "description": ("Every body is recorded, with the first decision about it. The answer is "
+            "description": ("Anyone can call this, so nothing in a notice is believed without WeChat's "
+                            "order query. Every body for one of our orders is recorded, with the first "
+                            "decision about it, up to LIMIT_NOTICES_PER_ORDER_PER_HOUR per order number "
+                            "(then 429, stored nothing: WeChat delivers again later); one for an order "
+                            "number we do not have is counted and logged, not stored. The answer is "
                             '{"errcode":0,"errmsg":"OK"} once the notice is recorded -- also when it '
-                            "was rejected and the order flagged, or names no order of ours -- so that "
-                            'WeChat stops retrying; {"errcode":1} when WeChat\'s order query could not '
-                            "confirm the payment, so that WeChat tries again. A refund notice sent here "
-                            "changes nothing (recorded, answered, logged wrong_callback_path). "
+                            "was rejected, or names no order of ours -- so that WeChat stops retrying; "
+                            '{"errcode":1} when WeChat\'s order query could not confirm the payment, so '
+                            "that WeChat tries again. A refund notice sent here changes nothing "
+                            "(recorded, answered, logged wrong_callback_path). "
                             + ("With REQUIRE_WX_SOURCE only requests carrying X-WX-SOURCE (set by Cloud "
                                "Hosting) are accepted." if settings.REQUIRE_WX_SOURCE else "")),
             "parameters": [{
@@ -648,10 +748,13 @@ def build_spec(settings):
             "requestBody": _json_body("#/components/schemas/WeChatNotice", "the notice (any bytes are recorded)"),
             "responses": {
                 "200": _json("recorded", {"$ref": "#/components/schemas/WeChatReply"}),
-                "400": _error("the body is not JSON, or not a WeChat Pay notice (recorded all the same)",
+                "400": _error("the body is not JSON, or not a WeChat Pay notice (recorded when the order is ours)",
                               ["malformed_json", "not_a_notice"]),
                 **({"403": _error("X-WX-SOURCE is missing: not from Cloud Hosting (recorded)",
                                   ["not_from_platform"])} if settings.REQUIRE_WX_SOURCE else {}),
+                "429": _error("more notices for this order number this hour than "
+                              "LIMIT_NOTICES_PER_ORDER_PER_HOUR (not recorded)", ["rate_limited"],
+                              _retry_after("seconds until the hour's window ends")),
                 **_common(limit, body=True),
             },
         }},
@@ -693,9 +796,7 @@ def build_spec(settings):
             "tags": ["admin"], "operationId": "adminIndex", "security": _admin_security(),
             "summary": "the operator's page: the four reports with charts, the reconciliation days, "
                        "and the anomalies",
-            "parameters": _window_params() + [
-                {"name": "m", "in": "query", "required": False, "schema": {"type": "string"},
-                 "description": "a signed message to show (set by the actions' redirects)"}],
+            "parameters": _window_params() + [_message_param()],
             "responses": _admin_responses(
                 {"200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}},
                 codes400=["invalid_parameter"]),
@@ -722,27 +823,26 @@ def build_spec(settings):
             "get": {
                 "tags": ["admin"], "operationId": "adminLoginForm", "security": [],
                 "summary": "the browser login form",
-                "parameters": [{"name": "next", "in": "query", "required": False, "schema": {"type": "string"},
-                                "description": "where to go afterwards: a path inside /admin"}],
+                "parameters": [_query("next", "where to go afterwards: a path inside /admin (anything else "
+                                              "is /admin)", {"type": "string"})],
                 "responses": {"200": {"description": "the form",
-                                      "content": {"text/html": {"schema": {"type": "string"}}}}},
+                                      "content": {"text/html": {"schema": {"type": "string"}}}},
+                              "400": _error("next is given twice", ["invalid_parameter"], html=True)},
             },
             "post": {
                 "tags": ["admin"], "operationId": "adminLogin", "security": [],
                 "summary": "log a browser in with the admin token: sets the elife_admin cookie",
                 "requestBody": _form_body({
                     "token": {"type": "string", "description": "ADMIN_TOKEN"},
-                    "name": {"type": "string", "maxLength": 40, "description": "for the audit trail"},
-                    "next": {"type": "string", "description": "a path inside /admin"},
+                    "name": NAME_FIELD,
+                    "next": {"type": "string", "description": "a path inside /admin (anything else is /admin)"},
                 }, required=["token"]),
                 "responses": {
                     "303": {"description": "logged in: to `next` (default /admin), with the cookie",
                             "headers": {"Location": {"schema": {"type": "string"}},
                                         "Set-Cookie": {"schema": {"type": "string"}}}},
                     "403": _error("not the admin token (a browser gets the form again)", ["forbidden"], html=True),
-                    "429": _error("too many login attempts from this address (the customer login limit)",
-                                  ["rate_limited"], _retry_after("seconds until the limit's window ends"),
-                                  html=True),
+                    "429": _admin_locked_out(),
                     "503": _error("the database is unavailable for a moment", ["database_unavailable"],
                                   _retry_after("seconds to wait before trying again"), html=True),
                 },
@@ -751,18 +851,21 @@ def build_spec(settings):
         "/admin/logout": {"post": {
             "tags": ["admin"], "operationId": "adminLogout", "security": _admin_security(),
             "summary": "end the browser session (a cookie-authenticated form carries csrf_token)",
-            "requestBody": _form_body({"csrf_token": {"type": "string"}}),
-            "responses": _admin_responses({"303": {"description": "to the login form; the cookie is cleared"}}),
+            "requestBody": {"required": False,
+                            "description": ("with the login cookie, the form field csrf_token; with a Bearer "
+                                            "token nothing: the body is not read (any is accepted)"),
+                            "content": {t: {"schema": {"description": "any"}} for t in
+                                        ("application/x-www-form-urlencoded", "multipart/form-data")}},
+            "responses": _admin_responses({"303": {"description": "to the login form; the session ends (its "
+                                                                 "cookie is cleared and no longer accepted)"}}),
         }},
         "/admin/orders/{orderNumber}": {"get": {
             "tags": ["admin"], "operationId": "adminOrder", "security": _admin_security(),
             "summary": "one order with its payment notices, operator calls and audit trail",
-            "parameters": [admin_order_param,
-                           {"name": "m", "in": "query", "required": False, "schema": {"type": "string"},
-                            "description": "a signed message to show"}],
+            "parameters": [admin_order_param, _message_param()],
             "responses": _admin_responses(
                 {"200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}},
-                codes404=True),
+                codes400=["invalid_parameter"], codes404=True),
         }},
         "/admin/orders/{orderNumber}.json": {"get": {
             "tags": ["admin"], "operationId": "adminOrderJson", "security": _admin_security(),
@@ -841,9 +944,13 @@ def build_spec(settings):
                     ["not_given_up"], True),
     }
     for action, (summary, conflicts, note_required) in actions.items():
+        note = {"type": "string", "maxLength": admin_api.NOTE_MAX, "description": "why (at most 1000 characters as sent)"}
+        if note_required:  # something besides the whitespace removed around it
+            note.update(minLength=1, pattern=f"[^{_TRIM[1:-1]}]",
+                        description="why: required, and not only whitespace (at most 1000 characters as sent)")
         form = {
-            "name": {"type": "string", "maxLength": 40, "description": "who, for the audit trail"},
-            "note": {"type": "string", "maxLength": 1000, "description": "why"},
+            "name": NAME_FIELD,
+            "note": note,
             "csrf_token": {"type": "string", "description": "required with the login cookie"},
         }
         if action == "resolve":
@@ -883,7 +990,8 @@ def build_spec(settings):
 
     # The body limit is checked before routing reaches a view: any request declaring a
     # larger body is refused, whatever its path and method. Every request may carry an
-    # X-Request-Id, and every answer carries one.
+    # X-Request-Id, and every answer carries one. gunicorn refuses an overlong request
+    # line or header section before the app sees the request.
     for path, item in paths.items():
         for op in item.values():
             op["responses"].setdefault("413", _error(
@@ -892,6 +1000,7 @@ def build_spec(settings):
             op.setdefault("parameters", []).append(REQUEST_ID_PARAM)
             for resp in op["responses"].values():
                 resp.setdefault("headers", {})["X-Request-Id"] = REQUEST_ID_HEADER
+            op["responses"].update(GUNICORN_ERRORS)
 
     return {
         "openapi": OPENAPI_VERSION,
@@ -904,7 +1013,9 @@ def build_spec(settings):
                 "code (the payment callback answers WeChat in WeChat's own shape). Any request "
                 f"declaring a body over {limit} bytes is a 413 body_too_large before it is read; an "
                 "unknown path is a 404 not_found, a known path with another method a 405 "
-                "method_not_allowed with Allow. Customers authenticate with the token of "
+                "method_not_allowed with Allow. The one answer that is not JSON comes from gunicorn, "
+                "in front of the app: a request line over 4094 bytes is its 414, more than 100 "
+                "headers or one over 8190 bytes its 431, each an HTML page. Customers authenticate with the token of "
                 "POST /auth/login" + (", or behind WeChat Cloud Hosting with X-WX-OPENID"
                                       if settings.TRUST_WX_HEADERS else "") + "."),
         },
@@ -916,13 +1027,14 @@ def build_spec(settings):
         ],
         "paths": paths,
         "components": {
-            "schemas": schemas(),
+            "schemas": schemas(catalogue),
             "securitySchemes": {
                 "bearerAuth": {"type": "http", "scheme": "bearer",
                                "description": "the token of POST /auth/login"},
                 "wxOpenid": {"type": "apiKey", "in": "header", "name": "X-WX-OPENID",
-                             "description": "set by WeChat Cloud Hosting; believed only with TRUST_WX_HEADERS "
-                                            "(at most 64 characters)"},
+                             "description": "set by WeChat Cloud Hosting; believed only with TRUST_WX_HEADERS, "
+                                            "together with the platform's X-WX-SOURCE, and with X-WX-ENV equal "
+                                            "to WECHAT_ENV_ID when that is sent (at most 64 characters)"},
                 "adminBearer": {"type": "http", "scheme": "bearer", "description": "ADMIN_TOKEN"},
                 "metricsBearer": {"type": "http", "scheme": "bearer",
                                   "description": "METRICS_TOKEN (ADMIN_TOKEN when that is unset)"},

@@ -5,7 +5,7 @@ from flask import Blueprint, jsonify, request
 from ..shop import catalog, orders, vat
 from .auth import current_user
 from .errors import ApiError
-from .common import int_arg, json_object, order_number_or_404, string_field
+from .common import int_arg, json_object, order_number_or_404, query_arg, string_field
 
 bp = Blueprint("orders", __name__)
 
@@ -61,7 +61,7 @@ def get_order(order_number):
 
 
 def _filter(name):
-    value = request.args.get(name)
+    value = query_arg(name)
     if value is None or value == "":
         return None
     if not _NAME.fullmatch(value):

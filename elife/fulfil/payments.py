@@ -1,9 +1,11 @@
 """Payments: creating the WeChat trade, and believing a payment only when WeChat does.
 
 A Cloud Hosting callback carries no signature, so its body alone never marks an order
-paid: it is recorded, checked against the stored order, and then confirmed with
-WeChat's order query. Only then is it marked paid (state.mark_paid) and claimed for
-the recharge in the same commit; the recharge that follows belongs to recharge.py.
+paid, nor flags one: it is recorded, checked against the stored order, and then
+confirmed with WeChat's order query. Only then is it marked paid (state.mark_paid) and
+claimed for the recharge in the same commit; the recharge that follows belongs to
+recharge.py. An order is flagged only when the order query confirms a payment that
+disagrees with it.
 """
 import json
 import logging
@@ -14,18 +16,16 @@ import sqlalchemy as sa
 
 from .. import config, database, metrics
 from ..clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
-from ..errors import Conflict, DomainError, Forbidden, Invalid, Unavailable
+from ..errors import Conflict, DomainError, Forbidden, Invalid, RateLimited, Unavailable
 from ..extensions import db
 from ..logs import event
 from ..models import Order, PaymentNotice
+from ..shop import limits
 from ..timeutil import utcnow
 from . import anomalies, breaker, recharge, refunds, state
 
 log = logging.getLogger("elife.payments")
 
-# A notice failing several checks is flagged under the one a person must see first: a
-# wrong amount matters more than a missing field that WeChat always sends.
-REASON_PRIORITY = ("amount_mismatch", "attach_mismatch", "out_trade_no_mismatch", "payment_not_success")
 PLATFORM_HEADERS = ("X-WX-SOURCE", "X-WX-OPENID", "X-WX-APPID", "X-WX-ENV", "X-Forwarded-For", "User-Agent")
 # payment_notices.body/headers are TEXT (65,535 bytes on MySQL). A WeChat notice is about
 # 1 KB; keep the first 16,000 bytes of anything larger (at most 48,000 once decoded with
@@ -73,7 +73,7 @@ def create_payment(order, openid, client_ip):
 class NoticeVerdict:
     """What was decided about one notice: api/payment.py answers WeChat from it."""
     decision: str                 # as written to payment_notices.decision
-    refused: DomainError = None   # not a notice we take at all (malformed, not from the platform)
+    refused: DomainError = None   # not a notice we take (malformed, not from the platform, too many)
 
     @property
     def retry_later(self):
@@ -86,9 +86,26 @@ def handle_callback(url_order_number, raw_body, headers, later=None):
 
     WeChat gives a notice 5 s and the operator may take 30: the top-up a notice leads to
     is handed to `later(job)`, which runs it once the answer is sent (api/payment.py);
-    without `later` it runs here. Every notice is recorded, in the transaction of the
-    first thing decided about it (reading its order, or rejecting it), and its decision
-    written before the answer: an answer is never sent for a notice not on record."""
+    without `later` it runs here.
+
+    Anyone can POST here, so what a notice may cost is bounded: one for an order number
+    we do not have is counted and logged, not stored; for one of our orders at most
+    LIMIT_NOTICES_PER_ORDER_PER_HOUR are stored and decided, the rest refused (429:
+    WeChat delivers again later, and the sweep's order query finds a payment in any
+    case). A stored notice is committed before anything is asked about it, and its
+    decision written before the answer: an answer is never sent for a notice not on record."""
+    shown = _short(url_order_number)  # the URL is the caller's: shortened for the log
+    # Read once and detached: the checks and confirm_paid read its columns without a
+    # commit's expiry sending a SELECT for each look.
+    order = state.read_fresh(url_order_number)
+    if order is None:
+        return _unknown_order(shown, raw_body, headers)
+    try:  # concurrent deliveries upsert one counter row: a deadlock is retried, as mark_paid's
+        database.run_unit(config.current(), lambda: limits.notices_by_order(order.order_number), "notice_limit")
+    except RateLimited as exc:
+        event(log, logging.WARNING, "notice_rate_limited", order=order.order_number)
+        return NoticeVerdict("rate_limited", exc)
+
     body = raw_body[:NOTICE_BODY_CAP].decode("utf-8", "replace")
     if len(raw_body) > NOTICE_BODY_CAP:
         body += f"...[truncated: {len(raw_body)} bytes in all]"
@@ -97,12 +114,13 @@ def handle_callback(url_order_number, raw_body, headers, later=None):
         "headers": json.dumps({h: headers.get(h)[:NOTICE_HEADER_CAP]
                                for h in PLATFORM_HEADERS if headers.get(h)}),
     }).inserted_primary_key[0]
+    db.session.commit()
 
     def record(decision, detail=None):  # the notice's decision, in the open transaction
         db.session.connection().execute(_DECISION, {"notice": notice_id, "d": decision,
                                                     "why": detail and detail[:2000]})
 
-    decision, detail, refused = _decide(url_order_number, raw_body, headers, record, later or _now)
+    decision, detail, refused = _decide(order, raw_body, headers, record, later or _now)
     if decision != "paid":  # a paid notice's decision was committed with the payment
         record(decision, detail)
         db.session.commit()
@@ -120,41 +138,58 @@ def _now(job):
     job()
 
 
-def _decide(n, raw_body, headers, record, later):
-    shown = _short(n)  # the URL is the caller's: never write it into the log as it is
+def _parse(raw_body, headers):
+    """(body, None, None) for a WeChat-shaped notice, else (None, decision, refusal)."""
     try:
         body = json.loads(raw_body)
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
-        event(log, logging.WARNING, "notice_malformed", order=shown)
-        return "malformed", None, Invalid("malformed_json", "the body is not valid JSON")
+        return None, "malformed", Invalid("malformed_json", "the body is not valid JSON")
     if refunds.is_refund_notice(body):  # it has its own path: nothing here believes it
-        event(log, logging.WARNING, "wrong_callback_path", order=shown, path="payment",
-              received="refund notice", message="a refund notice on the payment path changes nothing")
-        return "wrong_callback_path", None, None
+        return None, "wrong_callback_path", None
     if not isinstance(body, dict) or "returnCode" not in body:
-        event(log, logging.WARNING, "notice_not_wechat", order=shown)
-        return "not_a_notice", None, Invalid("not_a_notice", "this is not a WeChat Pay notice")
+        return None, "not_a_notice", Invalid("not_a_notice", "this is not a WeChat Pay notice")
     if config.current().REQUIRE_WX_SOURCE and not headers.get("X-WX-SOURCE"):
-        event(log, logging.WARNING, "notice_not_from_platform", order=shown)
-        return "not_from_platform", None, Forbidden(
+        return None, "not_from_platform", Forbidden(
             "not_from_platform", "callbacks are accepted only through WeChat Cloud Hosting")
+    return body, None, None
 
-    # Read once and detached: the checks below and confirm_paid read its columns without
-    # a commit's expiry sending a SELECT for each look.
-    order = state.read_fresh(n)
-    if order is None:
-        event(log, logging.WARNING, "notice_unknown_order", order=shown)
-        return "unknown_order", None, None
+
+_REFUSAL_EVENTS = {"malformed": "notice_malformed", "not_a_notice": "notice_not_wechat",
+                   "not_from_platform": "notice_not_from_platform"}
+
+
+def _unknown_order(shown, raw_body, headers):
+    """No order of ours: nothing to decide, so nothing stored (an anonymous flood fills
+    no table). The log keeps what a genuine notice would need to be found again."""
+    body, decision, refused = _parse(raw_body, headers)
+    seen = database.run_unit(config.current(), lambda: limits.tally("notices-unknown", "all", 3600),
+                             "notice_tally")
+    said = {k: _short(body[k]) for k in ("outTradeNo", "totalFee", "transactionId") if k in body} if body else {}
+    event(log, logging.WARNING, "notice_unknown_order", order=shown, decision=decision or "unknown_order",
+          this_hour=seen, **said)
+    return NoticeVerdict(decision or "unknown_order", refused)
+
+
+def _decide(order, raw_body, headers, record, later):
+    n = order.order_number
+    body, decision, refused = _parse(raw_body, headers)
+    if decision == "wrong_callback_path":
+        event(log, logging.WARNING, "wrong_callback_path", order=n, path="payment",
+              received="refund notice", message="a refund notice on the payment path changes nothing")
+        return decision, None, None
+    if refused is not None:
+        event(log, logging.WARNING, _REFUSAL_EVENTS[decision], order=n)
+        return decision, None, refused
 
     failures = check_notice(order, body)
     if failures:
+        # Logged with the seed's phrases, for its runbook's greps. The body is anyone's:
+        # it flags nothing by itself (see _mismatching_notice).
         for key, phrase, detail in failures:
             event(log, logging.ERROR, key, phrase, order=n, **detail)
         keys = [k for k, _, _ in failures]
-        reason = next(k for k in REASON_PRIORITY if k in keys)
-        anomalies.flag(n, reason, {k: d for k, _, d in failures})
-        db.session.commit()
-        return "rejected", json.dumps([f[0] for f in failures]), None
+        _mismatching_notice(order, keys)
+        return "rejected", json.dumps(keys), None
 
     if order.payment_status == "closed":
         return _notice_for_closed(order), None, None
@@ -195,6 +230,44 @@ def _notice_for_closed(order):
     return "paid_after_close"
 
 
+def _mismatching_notice(order, keys):
+    """A notice that disagrees with the order is never paid on. It flags the order only
+    when WeChat's order query confirms a payment that disagrees too: otherwise anyone
+    could flag a victim's unpaid order with one anonymous POST. A payment WeChat
+    confirms for the right amount is left to the sweep's order query (lost_callback),
+    which pays it as if this notice had never come."""
+    n = order.order_number
+    if order.payment_status != "unpaid":  # its payment was confirmed already, and agreed
+        event(log, logging.WARNING, "notice_disregarded", order=n, payment=order.payment_status,
+              checks=",".join(keys))
+        return
+    try:
+        trade = WeChatClient(config.current()).query_order(n)
+    except (WeChatUnavailable, WeChatRejected) as exc:  # the sweep asks again
+        event(log, logging.WARNING, "order_query_failed", order=n, error=str(exc), checks=",".join(keys))
+        return
+    if not trade.paid:
+        event(log, logging.WARNING, "payment_unconfirmed", "微信订单查询未确认支付", order=n,
+              actor="callback", trade_state=trade.state, checks=",".join(keys))
+    elif _disagrees(order, trade):
+        _flag_disagreement(order, trade, "callback")
+    else:
+        event(log, logging.WARNING, "notice_disregarded", "the sweep's order query pays it", order=n,
+              trade_state=trade.state, checks=",".join(keys))
+
+
+def _disagrees(order, trade):
+    return trade.total_fee != order.total_fee or trade.out_trade_no != order.order_number
+
+
+def _flag_disagreement(order, trade, actor):
+    """WeChat says paid, for another amount (or trade): a person must look."""
+    detail = {"expected": order.total_fee, "received": trade.total_fee, "source": "order_query"}
+    event(log, logging.ERROR, "amount_mismatch", "支付金额不匹配", order=order.order_number, actor=actor, **detail)
+    anomalies.flag(order.order_number, "amount_mismatch", detail)
+    db.session.commit()
+
+
 def check_notice(order, body):
     """Compare a notice with the stored order. Returns [(key, seed phrase, details)]."""
     n = order.order_number
@@ -232,11 +305,8 @@ def confirm_paid(order, trade, transaction_id, actor, record=None, later=None):
         event(log, logging.WARNING, "payment_unconfirmed", "微信订单查询未确认支付",
               order=n, actor=actor, trade_state=trade.state)
         return "unconfirmed"
-    if trade.total_fee != order.total_fee or trade.out_trade_no != n:
-        detail = {"expected": order.total_fee, "received": trade.total_fee, "source": "order_query"}
-        event(log, logging.ERROR, "amount_mismatch", "支付金额不匹配", order=n, actor=actor, **detail)
-        anomalies.flag(n, "amount_mismatch", detail)
-        db.session.commit()
+    if _disagrees(order, trade):
+        _flag_disagreement(order, trade, actor)
         return "rejected"
     marker = recharge.new_claim_marker()
 
@@ -295,7 +365,7 @@ def _attach_order_number(attach):
         return None
     try:
         data = json.loads(attach)
-    except ValueError:
+    except (ValueError, RecursionError):  # as the body: nesting deeper than Python's stack
         return None
     return data.get("orderNumber") if isinstance(data, dict) else None
 

@@ -46,7 +46,7 @@ from ..clients import unitel
 from ..clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
 from ..extensions import db
 from ..logs import event
-from ..models import IdempotencyKey, Order
+from ..models import AdminSession, IdempotencyKey, Order, PaymentNotice
 from ..shop import limits, live_prices
 from ..shop.orders import IDEMPOTENCY_TTL
 from ..timeutil import utcnow
@@ -299,14 +299,43 @@ def _close_expired(number, summary):
 
 
 def _housekeeping(now):
-    """Drop ended abuse-limit windows, Idempotency-Keys past their 24 hours and stale
-    live price lists."""
+    """Drop ended abuse-limit windows, Idempotency-Keys past their 24 hours, stale live
+    price lists, admin sessions past their 12 hours, and payment notices past
+    NOTICE_RETENTION_DAYS."""
     try:
         limits.purge_expired(now)
         live_prices.purge(now)
         db.session.execute(sa.delete(IdempotencyKey).where(
             IdempotencyKey.created_at < now - IDEMPOTENCY_TTL))
+        db.session.execute(sa.delete(AdminSession).where(AdminSession.expires_at < now))
         db.session.commit()
+        purge_old_notices(now)
     except Exception:  # noqa: BLE001 -- housekeeping never fails a sweep
         db.session.rollback()
         log.exception("event=housekeeping_error")
+
+
+NOTICE_PURGE_BATCH = 1000
+NOTICE_PURGE_BATCHES = 10  # per run: 10,000 a minute clears any backlog soon, a little each time
+
+
+def purge_old_notices(now, batch=NOTICE_PURGE_BATCH, batches=NOTICE_PURGE_BATCHES):
+    """Delete payment notices older than NOTICE_RETENTION_DAYS, oldest first, in batches of
+    their own short transactions; those of an order still flagged for a person stay, as
+    the evidence they look at. Returns how many went."""
+    cutoff = now - timedelta(days=config.current().NOTICE_RETENTION_DAYS)
+    flagged = sa.exists().where(Order.order_number == PaymentNotice.order_number, state.flagged(Order))
+    old = (sa.select(PaymentNotice.id).where(PaymentNotice.received_at < cutoff, ~flagged)
+           .order_by(PaymentNotice.received_at).limit(batch))  # idx_payment_notices_received
+    gone = 0
+    for _ in range(batches):
+        ids = db.session.execute(old).scalars().all()
+        if ids:
+            db.session.execute(sa.delete(PaymentNotice).where(PaymentNotice.id.in_(ids)))
+        db.session.commit()
+        gone += len(ids)
+        if len(ids) < batch:
+            break
+    if gone:
+        event(log, logging.INFO, "notices_purged", count=gone, before=cutoff.date().isoformat())
+    return gone

@@ -74,3 +74,14 @@ def operator_code_of(operator, recharge_type, code):
 _CODE = sa.select(_P.c.operator_code).where(
     _P.c.product_operator == sa.bindparam("op"), _P.c.recharge_type == sa.bindparam("rt"),
     _P.c.product_code == sa.bindparam("code"))
+
+
+def active_codes():
+    """{(operator, recharge type): [product codes]} of the products on sale."""
+    rows = db.session.connection().execute(
+        sa.select(_P.c.product_operator, _P.c.recharge_type, _P.c.product_code)
+        .where(_P.c.is_active.is_(True)).order_by(_P.c.product_operator, _P.c.recharge_type, _P.c.id)).all()
+    out = {}
+    for op, rtype, code in rows:
+        out.setdefault((op, rtype), []).append(code)
+    return out

@@ -59,14 +59,11 @@ def hit_all(subject, windows, commit=True):
     commit=False leaves the counts in the open transaction for the caller to commit with
     its own writes (a rejected hit is committed here all the same: the rejected hit counts)."""
     now = time.time()
-    active = []
+    active = []  # (bucket, name, limit, end)
     for name, limit, seconds in windows:
         if limit and limit > 0:
-            window = int(now // seconds)
-            # Lower case: MariaDB compares buckets ignoring case (an IPv6 address in
-            # either case is one subject), and the counts are matched back by name.
-            bucket = f"{name}:{subject}:{seconds}:{window}".lower()[:128]
-            active.append((bucket, name, limit, (window + 1) * seconds))
+            bucket, end = _bucket(name, subject, seconds, now)
+            active.append((bucket, name, limit, end))
     if not active:
         return
     conn = db.session.connection()
@@ -86,6 +83,31 @@ def hit_all(subject, windows, commit=True):
         db.session.commit()
 
 
+def _bucket(name, subject, seconds, now):
+    """The window's row and when it ends. Lower case: MariaDB compares buckets ignoring
+    case (an IPv6 address in either case is one subject), and counts are matched back by name."""
+    window = int(now // seconds)
+    return f"{name}:{subject}:{seconds}:{window}".lower()[:128], (window + 1) * seconds
+
+
+_COUNT = sa.select(_T.c.count).where(_T.c.bucket == sa.bindparam("b"))
+
+
+def check(name, subject, limit, seconds):
+    """RateLimited if `subject` is already over `limit` in the current window; counts
+    nothing (for a limit counted only on failure, checked before every attempt)."""
+    if not limit or limit <= 0:
+        return
+    now = time.time()
+    bucket, end = _bucket(name, subject, seconds, now)
+    count = db.session.connection().execute(_COUNT, {"b": bucket}).scalar()
+    db.session.commit()
+    if count is not None and count > limit:
+        retry_after = max(1, math.ceil(end - now))
+        raise RateLimited("rate_limited", f"too many requests ({name}); try again in {retry_after} s",
+                          retry_after=retry_after)
+
+
 def hit(name, subject, limit, window_seconds, commit=True):
     """Count one hit of `name` for `subject`; raise RateLimited when over `limit` in the window."""
     hit_all(subject, [(name, limit, window_seconds)], commit)
@@ -100,6 +122,32 @@ def orders_by_user(user_id, commit=True):
 
 def logins_by_address(address):
     hit("logins-minute", address, config.current().LIMIT_LOGINS_PER_MINUTE, 60)
+
+
+def admin_locked_out(address):
+    """An address past LIMIT_ADMIN_FAILURES_PER_MINUTE is refused for the rest of the
+    minute, the right token too: it is guessing."""
+    check("admin-failures", address, config.current().LIMIT_ADMIN_FAILURES_PER_MINUTE, 60)
+
+
+def admin_failure(address):
+    """One wrong admin token from `address`; RateLimited once it is past the limit."""
+    hit("admin-failures", address, config.current().LIMIT_ADMIN_FAILURES_PER_MINUTE, 60)
+
+
+def notices_by_order(order_number):
+    """Payment notices stored per order number per hour (anyone can send them)."""
+    hit("notices-hour", order_number, config.current().LIMIT_NOTICES_PER_ORDER_PER_HOUR, 3600)
+
+
+def tally(name, subject, seconds):
+    """Count one hit in the window with no limit, committed; the count so far."""
+    now = time.time()
+    bucket, end = _bucket(name, subject, seconds, now)
+    counts = _count(db.session.connection(),
+                    [(bucket, datetime.fromtimestamp(end, timezone.utc).replace(tzinfo=None))])
+    db.session.commit()
+    return counts[bucket]
 
 
 def payments_by_order(order_number):
