@@ -112,8 +112,8 @@ def test_unitel_status_query_is_none_in_production_and_the_sandbox_in_developmen
     dev = load_settings(environ={})
     assert dev.UNITEL_STATUS_PATH == "/service/status"
     assert (dev.UNITEL_PRICE_CACHE_SECONDS, dev.UNITEL_PRICE_TIMEOUT, dev.UNITEL_VAT_FLAG) == (180, 2.0, "1")
-    prod_env = {"ELIFE_ENV": "production", "DATABASE_URL": "mysql://u:p@h/elife", "SECRET_KEY": "k",
-                "ADMIN_TOKEN": "a", "WECHAT_APPID": "wx", "WECHAT_MCH_ID": "1", "WECHAT_ENV_ID": "e",
+    prod_env = {"ELIFE_ENV": "production", "DATABASE_URL": "mysql://u:p@h/elife", "SECRET_KEY": "k" * 32,
+                "ADMIN_TOKEN": "a" * 32, "WECHAT_APPID": "wx", "WECHAT_MCH_ID": "1", "WECHAT_ENV_ID": "e",
                 "UNITEL_API_URL": "https://api.unitel.mn/api/v1", "UNITEL_USERNAME": "u", "UNITEL_PASSWORD": "p"}
     assert load_settings(environ=prod_env).validate().UNITEL_STATUS_PATH == "none"
     given = load_settings(environ={**prod_env, "UNITEL_STATUS_PATH": "/service/check"}).validate()

@@ -85,7 +85,7 @@ def test_rate_set_makes_one_new_active_row_and_keeps_the_old(app, client, log_di
     assert (rows[-1].set_by, rows[-1].note) == ("cli:Bat", "bank of mongolia 11-27")
     assert catalogue(client)["totalFee"] == 1100  # 5000 MNT at the new rate
     log = (log_dir / "combined.log").read_text(encoding="utf-8")
-    assert re.search(r"event=rate_changed old=0\.00210000 new=0\.00220000 move=\+4\.76 % .*actor=cli:Bat", log)
+    assert re.search(r'event=rate_changed old=0\.00210000 new=0\.00220000 move="\+4\.76 %" .*actor=cli:Bat', log)
 
 
 @pytest.mark.parametrize("rate", ["1e-3", "-0.0021", "0", "0.000000000", "0.000000001", "0,0021", " ",
@@ -138,6 +138,8 @@ def test_an_order_keeps_the_rate_and_price_it_was_created_with(app, client, cust
     assert cli(app, "product", "set-price", "--operator", "UNITEL", "--type", "VOICE", "--code", "5000",
                "--price", "5400").exit_code == 0
     sandbox.price("SD5000", 5400)  # the operator's price moved first; the catalogue follows it
+    with db.engine.begin() as c:  # and the number's cached list is not the old one
+        c.execute(sa.text("DELETE FROM operator_price_lists"))
     new = new_order(client, customer)
     assert (new["productPriceTg"], new["totalFee"]) == (5400, 1242)  # 5400 * 0.0023 * 100
     assert (old["productPriceTg"], old["totalFee"]) == (5000, 1050)
@@ -146,13 +148,16 @@ def test_an_order_keeps_the_rate_and_price_it_was_created_with(app, client, cust
     assert (got["productPriceTg"], got["totalFee"], got["productPriceRmb"]) == (5000, 1050, "10.50")
     row = order_row(n)
     assert Decimal(str(row["exchange_rate"])) == Decimal("0.0021") and row["total_fee"] == 1050
-    # and it is still paid and recharged at that price
+    # and it is still paid and recharged at that price: the operator is sent the order's
+    # own 5000 MNT (the fake operator checks the amount against its price of the moment)
+    sandbox.price("SD5000", 5000)
     assert client.post("/payment/create", json={"orderNumber": n}, headers=customer).status_code == 200
     assert sandbox.pay(n, notify=False).status_code == 200
     notice = sandbox.notice(n)
     assert notice["body"]["totalFee"] == 1050
     assert client.post(notice["path"], json=notice["body"], headers=notice["headers"]).get_json()["errcode"] == 0
     assert order_row(n)["recharge_status"] == "success"
+    assert [e["amount"] for e in sandbox.submits_for(n)] == ["5000"]
 
 
 def test_two_rate_changes_at_once_leave_one_active_rate(make_app, app, monkeypatch):
@@ -276,7 +281,7 @@ def test_add_and_set_price(app, client, customer):
     (["--operator", "UNITEL", "--type", "VOICE", "--code", "X", "--price", "5,000", "--name", "n"], "invalid_price"),
     (["--operator", "UNITEL", "--type", "VOICE", "--code", "X", "--price", "0", "--name", "n"], "invalid_price"),
     (["--operator", "UNITEL", "--type", "VOICE", "--code", "X", "--price", "-5", "--name", "n"], "invalid_price"),
-    (["--operator", "UNITEL", "--type", "VOICE", "--code", "X", "--price", "1", "--name", "n"], "invalid_price"),
+    (["--operator", "UNITEL", "--type", "VOICE", "--code", "X", "--price", "1", "--name", "n"], "price_unavailable"),  # 1 MNT is less than a fen at the rate
     (["--operator", "UNITEL", "--type", "VOICE", "--code", "X", "--price", "100", "--name", " "], "invalid_name"),
 ])
 def test_a_bad_product_is_refused_and_changes_nothing(app, args, code):

@@ -331,8 +331,8 @@ def test_crontab_runs_the_reconciliation_daily_at_1030_china_time(app, ctx, sand
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SHELL": "/bin/sh", **variables,
            "ELIFE_HOME": str(REPO), "WECHAT_API_BASE": f"{sandbox_base}/wechat", "WECHAT_APPID": "wx",
            "WECHAT_MCH_ID": "1", "WECHAT_ENV_ID": "e", "UNITEL_API_URL": f"{sandbox_base}/unitel",
-           "UNITEL_USERNAME": "u", "UNITEL_PASSWORD": "p", "ADMIN_TOKEN": "a",
-           **{k: settings_env[k] for k in ("DATABASE_URL", "LOG_DIR", "SECRET_KEY")}}
+           "UNITEL_USERNAME": "u", "UNITEL_PASSWORD": "p", "ADMIN_TOKEN": "a" * 32, "SECRET_KEY": "s" * 32,
+           **{k: settings_env[k] for k in ("DATABASE_URL", "LOG_DIR")}}
     cron_log = REPO / "logs" / "reconcile.cron.log"
     before = cron_log.stat().st_size if cron_log.exists() else 0
     r = subprocess.run(["/bin/sh", "-c", command], cwd=tmp_path, env=env, timeout=120)

@@ -13,7 +13,7 @@ import requests
 from conftest import REPO, free_port
 
 PRODUCTION = {  # every required setting but UNITEL_PASSWORD
-    "ELIFE_ENV": "production", "SECRET_KEY": "k", "ADMIN_TOKEN": "a", "WECHAT_APPID": "wx",
+    "ELIFE_ENV": "production", "SECRET_KEY": "k" * 32, "ADMIN_TOKEN": "a" * 32, "WECHAT_APPID": "wx",
     "WECHAT_MCH_ID": "1", "WECHAT_ENV_ID": "e", "UNITEL_API_URL": "http://127.0.0.1:9/unitel",
     "UNITEL_USERNAME": "u",
 }

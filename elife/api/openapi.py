@@ -14,6 +14,7 @@ import re
 from flask import Blueprint, jsonify
 
 from .. import config
+from ..fulfil import refunds
 from ..models import PAYMENT_STATUSES, RECHARGE_STATUSES
 from ..shop import catalog, phones, product_admin, rates, vat
 from ..shop.pricing import MAX_TOTAL_FEE
@@ -224,7 +225,8 @@ REQUEST_ID_PARAM = {
     "description": ("the caller's id for this request: echoed in the answer, on every log line "
                     "(req=<id>) and on the audit rows of the WeChat and Unitel calls it makes, when it "
                     "is 1-64 of A-Z a-z 0-9 . _ -; anything else is replaced by a new one"),
-    "schema": {"type": "string", "pattern": _anchored(SANE_REQUEST_ID), "maxLength": 64},
+    # Tolerant on purpose: any other value is not refused, it is replaced by a new id.
+    "schema": {"type": "string"},
 }
 REQUEST_ID_HEADER = {
     "description": "the request's id: the caller's X-Request-Id when sane, else a new one (32 hex digits)",
@@ -235,11 +237,12 @@ REQUEST_ID_HEADER = {
 def _catalogue_paths():
     """/admin/catalogue, /admin/rate, /admin/products...: the rate and the catalogue."""
     page = {"200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}}
-    who = {"name": {"type": "string", "maxLength": 40, "description": "who, for the history"},
+    who = {"name": {"type": "string", "description": "who, for the history (cut to 40 characters)"},
            "csrf_token": {"type": "string", "description": "required with the login cookie"}}
     note = {"note": {"type": "string", "maxLength": 255, "description": "why (kept with the change)"}}
-    force = {"force": {"type": "string", "enum": ["1"],
-                       "description": f"confirms a move of more than {int(MAX_MOVE * 100)} %"}}
+    required_note = {"note": {**note["note"], "minLength": 1, "pattern": "[^ \t\n\r]"}}
+    force = {"force": {"type": "string",  # tolerant on purpose: any other value confirms nothing
+                       "description": f"1, true, on or yes confirms a move of more than {int(MAX_MOVE * 100)} %"}}
     product_params = [
         {"name": "operator", "in": "path", "required": True, "schema": {"type": "string",
                                                                          "enum": list(phones.OPERATOR_CODES)}},
@@ -289,20 +292,21 @@ def _catalogue_paths():
         }},
         "/admin/rate": change(
             "adminSetRate", "make a new MNT->CNY rate active (the old one is kept, inactive)",
-            {"rate": {"type": "string", "pattern": _anchored(rates._RATE),
+            {"rate": {"type": "string", "pattern": r"^(?=[0-9.]*[1-9])[0-9]{1,10}(\.[0-9]{1,8})?$",
                       "description": "yuan for one tugrik: a positive decimal, at most 8 places"},
-             **note, **force}, ["rate", "note"], ["invalid_rate", "missing_note", "note_too_long"],
+             **required_note, **force}, ["rate", "note"], ["invalid_rate", "missing_note", "note_too_long"],
             ["rate_change_too_large", "rate_changed_meanwhile"]),
         "/admin/products": change(
             "adminAddProduct", "add a denomination",
             {"operator": {"type": "string", "enum": list(phones.OPERATOR_CODES)},
              "rechargeType": {"type": "string", "enum": list(catalog.RECHARGE_TYPES)},
              "code": {"type": "string", "pattern": _anchored(product_admin.CODE)},
-             "price": {"type": "string", "pattern": "^[0-9]{1,9}$", "description": "whole tugrik"},
-             "productName": {"type": "string", "maxLength": product_admin.NAME_MAX},
+             "price": {"type": "string", "pattern": "^[1-9][0-9]{0,7}$", "description": "whole tugrik, above 0"},
+             "productName": {"type": "string", "minLength": 1, "maxLength": product_admin.NAME_MAX,
+                             "pattern": "[^ \t\n\r]"},
              "disabled": {"type": "string", "description": "1: add it off sale"}, **note},
             ["operator", "rechargeType", "code", "price", "productName"],
-            product_400 + ["invalid_price", "invalid_name", "note_too_long"], ["product_exists"]),
+            product_400 + ["invalid_price", "invalid_name", "note_too_long"], ["product_exists", "price_unavailable"]),
         "/admin/products/{operator}/{rechargeType}/{code}/disable": change(
             "adminDisableProduct", "take a product off sale (orders already made are untouched)", note, (),
             product_400 + ["note_too_long"], [], product_params, ["unknown_product"]),
@@ -311,9 +315,10 @@ def _catalogue_paths():
             product_400 + ["note_too_long"], [], product_params, ["unknown_product"]),
         "/admin/products/{operator}/{rechargeType}/{code}/price": change(
             "adminSetProductPrice", "set a product's MNT price (orders already made keep theirs)",
-            {"price": {"type": "string", "pattern": "^[0-9]{1,9}$", "description": "whole tugrik"},
+            {"price": {"type": "string", "pattern": "^[1-9][0-9]{0,7}$", "description": "whole tugrik, above 0"},
              **note, **force}, ["price"], product_400 + ["invalid_price", "note_too_long"],
-            ["price_change_too_large", "product_changed_meanwhile"], product_params, ["unknown_product"]),
+            ["price_change_too_large", "product_changed_meanwhile", "price_unavailable"], product_params,
+            ["unknown_product"]),
     }
 
 
@@ -538,16 +543,19 @@ def _schemas():
                             "its outTradeNo and outRefundNo are checked against the order, and only "
                             "WeChat's refund query (/_/pay/queryrefund saying SUCCESS) makes the order "
                             "refunded -- never the body. A payment notice sent here changes nothing "
-                            "(recorded, answered, logged wrong_callback_path)."),
+                            "(recorded, answered, logged wrong_callback_path). Tolerant on purpose, as the "
+                            "payment notice: a field of another type or value is recorded and believed "
+                            "in nothing, not a 400."),
+            "anyOf": [{"required": [f]} for f in refunds.REFUND_NOTICE_FIELDS],
             "properties": {
-                **{k: {"type": "string"} for k in (
+                **{k: {"description": "as WeChat sends it: a string"} for k in (
                     "returnCode", "appid", "mchId", "subAppid", "subMchId", "nonceStr", "transactionId",
                     "outTradeNo", "refundId", "outRefundNo", "successTime", "refundRecvAccout",
                     "refundAccount", "refundRequestSource")},
-                "refundStatus": {"type": "string", "enum": ["SUCCESS", "CHANGE", "REFUNDCLOSE"]},
-                "totalFee": {"type": "integer", "description": "fen"},
-                "refundFee": {"type": "integer", "description": "fen"},
-                "settlementRefundFee": {"type": "integer", "description": "fen"},
+                "refundStatus": {"description": "SUCCESS, CHANGE or REFUNDCLOSE"},
+                "totalFee": {"description": "fen, an integer"},
+                "refundFee": {"description": "fen, an integer"},
+                "settlementRefundFee": {"description": "fen, an integer"},
             },
         },
         "WeChatReply": {

@@ -104,6 +104,7 @@ def handle_callback(url_order_number, raw_body, headers, later=None):
         database.run_unit(config.current(), lambda: limits.notices_by_order(order.order_number), "notice_limit")
     except RateLimited as exc:
         event(log, logging.WARNING, "notice_rate_limited", order=order.order_number)
+        metrics.callback("rate_limited")
         return NoticeVerdict("rate_limited", exc)
 
     body = raw_body[:NOTICE_BODY_CAP].decode("utf-8", "replace")
@@ -167,6 +168,7 @@ def _unknown_order(shown, raw_body, headers):
     said = {k: _short(body[k]) for k in ("outTradeNo", "totalFee", "transactionId") if k in body} if body else {}
     event(log, logging.WARNING, "notice_unknown_order", order=shown, decision=decision or "unknown_order",
           this_hour=seen, **said)
+    metrics.callback("unknown_order")
     return NoticeVerdict(decision or "unknown_order", refused)
 
 

@@ -100,7 +100,8 @@ def _check_priceable(price_tg):
     try:
         price(price_tg, checked_rate(rate))
     except PricingError as e:
-        raise ProductError("invalid_price", f"{price_tg} MNT at the active rate {rate}: {e.message}") from None
+        # Not the request's form but the rate of the moment: a conflict, as POST /orders says it.
+        raise Conflict("price_unavailable", f"{price_tg} MNT at the active rate {rate}: {e.message}") from None
 
 
 def _done(k, action, actor, **fields):
