@@ -21,12 +21,18 @@ class _DatabaseCommands(AppGroup):
         return lambda f: register(_needs_database(f))
 
 
+def _database_line():
+    """Which database a command works on, said first (stderr: stdout may be --json). The
+    group's own commands say it through _needs_database; the sub-groups' call it."""
+    click.echo(f"database: {database.describe(config.current().DATABASE_URL)}", err=True)
+
+
 def _needs_database(f):
     @functools.wraps(f)
     def run(*args, **kwargs):
         # A sweep without DATABASE_URL would sweep the SQLite file while the service uses
         # MariaDB: say which database, every time.
-        click.echo(f"database: {database.describe(config.current().DATABASE_URL)}", err=True)
+        _database_line()
         if not database.wait_for_database(config.current()):
             try:
                 database.ping()  # once more, for the error to show
@@ -162,12 +168,6 @@ def incident_command(since, as_json):
 
 
 # -- the exchange rate and the catalogue, without SQL ------------------------------------------
-
-def _database_line():
-    """Which database a command of a sub-group changes, said first, as the group's own
-    commands say it (stderr: stdout may be --json)."""
-    click.echo(f"database: {database.describe(config.current().DATABASE_URL)}", err=True)
-
 
 def _actor(by):
     import getpass
