@@ -5,7 +5,7 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import api, database, extensions, logs
+from . import api, database, extensions, logs, services
 from .config import REPO_ROOT, load_settings
 from .ops import cli
 
@@ -23,6 +23,7 @@ def create_app(config=None):
             settings.DATABASE_URL, settings.DB_CONNECT_TIMEOUT, settings.DB_POOL_RECYCLE),
         MAX_CONTENT_LENGTH=settings.MAX_BODY_BYTES,
     )
+    app.extensions["elife"] = services.build(settings)
     if settings.DATABASE_URL.startswith("sqlite:///"):
         Path(settings.DATABASE_URL[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
 

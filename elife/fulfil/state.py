@@ -19,12 +19,37 @@ A guard is written once and works both ways: on an Order (or a row read as one) 
 a bool, on the Order class (or a table's columns) it is the SQL condition, so the
 admin page, the state machine and the sweep's selections ask the same question.
 """
+import enum
+
 import sqlalchemy as sa
 
 from .. import config, database
 from ..extensions import db
 from ..models import Order
 from ..timeutil import utcnow
+
+class _Words(str, enum.Enum):
+    """A status as the database and the JSON spell it: compares equal to its word."""
+
+    def __str__(self):
+        return self.value
+
+
+class PaymentStatus(_Words):
+    UNPAID = "unpaid"
+    PAID = "paid"
+    REFUNDING = "refunding"  # WeChat accepted our refund request; not yet confirmed
+    REFUNDED = "refunded"    # WeChat's refund query says the money went back
+    CLOSED = "closed"        # unpaid past ORDER_TTL_SECONDS, closed at WeChat
+
+
+class RechargeStatus(_Words):
+    PENDING = "pending"
+    PROCESSING = "processing"  # claimed: the submit is (or was) on its way
+    SUCCESS = "success"
+    FAILED = "failed"
+    UNKNOWN = "unknown"        # the operator's answer was unclear
+
 
 MAX_SUBMITS = 2  # the first, and one resubmit after the operator says it never arrived
 # Reasons set by the machine itself while an answer is unclear; cleared when it settles.

@@ -1,0 +1,25 @@
+"""What the service is made of, built once by create_app: the settings and one client per
+outside party. The edges (blueprints, commands, the after-answer pool) take them from
+`current()`; domain functions are handed what they need as arguments."""
+from dataclasses import dataclass, field
+
+from .clients.unitel import UnitelClient
+from .clients.wechat import WeChatClient
+from .config import Settings
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings = field(repr=False)  # secrets: never in a log line
+    wechat: WeChatClient
+    unitel: UnitelClient
+
+
+def build(settings):
+    return Services(settings=settings, wechat=WeChatClient(settings), unitel=UnitelClient(settings))
+
+
+def current():
+    """The running app's services (an app context is needed: edges only)."""
+    from flask import current_app
+    return current_app.extensions["elife"]
