@@ -60,6 +60,12 @@ CONFIRM = "confirm_with_operator"
 _O = Order.__table__
 
 
+def initial_state():
+    """The state columns of a new order (shop/orders.py inserts them with the rest)."""
+    return {"payment_status": PaymentStatus.UNPAID, "recharge_status": RechargeStatus.PENDING,
+            "version": 0, "submit_count": 0}
+
+
 # -- guards (use & and |, never `and`/`or`, so that each is also a SQL condition) ------------
 
 def claimable(o):
