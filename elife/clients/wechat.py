@@ -160,6 +160,84 @@ class Bill:
         return {k: (sums[k], v) for k, v in self.totals.items() if sums.get(k) != v}
 
 
+# -- notices ---------------------------------------------------------------------------
+
+# What a notice may carry that we keep with it. payment_notices.body/headers are TEXT
+# (65,535 bytes on MySQL); a WeChat notice is about 1 KB: keep the first 16,000 bytes of
+# anything larger (at most 48,000 once decoded with replacement characters), and say so.
+PLATFORM_HEADERS = ("X-WX-SOURCE", "X-WX-OPENID", "X-WX-APPID", "X-WX-ENV", "X-Forwarded-For", "User-Agent")
+NOTICE_BODY_CAP = 16_000
+NOTICE_HEADER_CAP = 512
+# Fields only a refund notice carries (Cloud Hosting, camelCase): a body with any of
+# them is a refund notice, wherever it was sent.
+REFUND_NOTICE_FIELDS = ("outRefundNo", "refundId", "refundStatus", "settlementRefundFee",
+                        "refundRecvAccout", "reqInfo")
+PAY_NOTICE_FIELDS = ("returnCode", "resultCode", "totalFee", "transactionId")
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One notice as it arrived at a callback path, parsed. Nothing in it is believed:
+    fulfil/notices.py records it and checks it against the order and WeChat's queries.
+
+    kind: "payment" (a pay notice's shape), "refund" (a refund notice's), "malformed"
+    (not JSON), or "other" (JSON, but neither shape)."""
+    kind: str
+    text: str                 # the body as stored: capped, with the real size said
+    headers: dict             # the platform's headers kept with it, each capped
+    size: int                 # bytes received
+    from_platform: bool       # Cloud Hosting's X-WX-SOURCE was present
+    return_code: object = None        # payment notices: as sent (may be any JSON value)
+    result_code: object = None
+    out_trade_no: object = None
+    total_fee: object = None          # fen, as sent: an int when well formed
+    transaction_id: object = None
+    attach_order_number: object = None  # the orderNumber inside `attach`, None if absent
+    out_refund_no: object = None      # refund notices
+    refund_status: object = None
+    has_payment_fields: bool = False  # a payment notice's fields (e.g. on the refund path)
+
+    @property
+    def succeeded(self):
+        return self.return_code == "SUCCESS" and self.result_code == "SUCCESS"
+
+
+def parse_notice(raw_body, headers):
+    """A Cloud Hosting notice (payment or refund; camelCase JSON) as a Notice."""
+    text = raw_body[:NOTICE_BODY_CAP].decode("utf-8", "replace")
+    if len(raw_body) > NOTICE_BODY_CAP:
+        text += f"...[truncated: {len(raw_body)} bytes in all]"
+    kept = {h: headers.get(h)[:NOTICE_HEADER_CAP] for h in PLATFORM_HEADERS if headers.get(h)}
+    base = dict(text=text, headers=kept, size=len(raw_body), from_platform=bool(headers.get("X-WX-SOURCE")))
+    try:
+        body = json.loads(raw_body)
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
+        return Notice(kind="malformed", **base)
+    if not isinstance(body, dict):
+        return Notice(kind="other", **base)
+    paid_fields = any(k in body for k in PAY_NOTICE_FIELDS)
+    if any(k in body for k in REFUND_NOTICE_FIELDS):
+        return Notice(kind="refund", out_trade_no=body.get("outTradeNo"), out_refund_no=body.get("outRefundNo"),
+                      refund_status=body.get("refundStatus"), has_payment_fields=paid_fields, **base)
+    if "returnCode" not in body:
+        return Notice(kind="other", has_payment_fields=paid_fields, **base)
+    return Notice(kind="payment", return_code=body.get("returnCode"), result_code=body.get("resultCode"),
+                  out_trade_no=body.get("outTradeNo"), total_fee=body.get("totalFee"),
+                  transaction_id=body.get("transactionId"),
+                  attach_order_number=_attach_order_number(body.get("attach")),
+                  has_payment_fields=True, **base)
+
+
+def _attach_order_number(attach):
+    if not isinstance(attach, str):
+        return None
+    try:
+        data = json.loads(attach)
+    except (ValueError, RecursionError):  # as the body: nesting deeper than Python's stack
+        return None
+    return data.get("orderNumber") if isinstance(data, dict) else None
+
+
 class WeChatClient:
     def __init__(self, settings):
         self.s = settings
