@@ -11,12 +11,14 @@ from .config import Settings
 @dataclass(frozen=True)
 class Services:
     settings: Settings = field(repr=False)  # secrets: never in a log line
-    wechat: WeChatClient
+    wechat: WeChatClient  # the mini-program's side: code2Session
+    pay: WeChatClient     # WeChat Pay: orders, queries, refunds, the bill, notices
     unitel: UnitelClient
 
 
 def build(settings):
-    return Services(settings=settings, wechat=WeChatClient(settings), unitel=UnitelClient(settings))
+    wechat = WeChatClient(settings)
+    return Services(settings=settings, wechat=wechat, pay=wechat, unitel=UnitelClient(settings))
 
 
 def current():
