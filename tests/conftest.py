@@ -27,7 +27,8 @@ ON_MYSQL = bool(TEST_DB_URL)
 mysql_only = pytest.mark.skipif(not ON_MYSQL, reason="MariaDB only: set ELIFE_TEST_DATABASE_URL")
 
 # Tables in delete order (children first); alembic_version is never touched.
-TABLES = ("admin_sessions", "product_changes", "reconciliation_breaks", "reconciliations", "operator_breakers",
+TABLES = ("notifications", "notification_consents", "notification_templates", "wechat_tokens",
+          "admin_sessions", "product_changes", "reconciliation_breaks", "reconciliations", "operator_breakers",
           "rate_limits", "operator_price_lists", "idempotency_keys", "order_events", "operator_calls",
           "payment_notices", "orders", "exchange_rates", "products", "users")
 
