@@ -21,7 +21,7 @@ import requests
 from flask import Flask, jsonify, request
 
 from ..config import SANDBOX_STATUS_PATH
-from . import wechat_money
+from . import wechat_messages, wechat_money
 
 MODES = ("success", "fail", "slow", "timeout", "5xx", "unknown", "drop")
 
@@ -58,7 +58,8 @@ CATALOGUE = {
 
 class State:
     KEPT = ("trades", "refunds", "wechat_down", "topups", "log", "calls", "mode", "mode_for", "delay_for",
-            "servicetype_mode", "fail_code", "prices", "prices_for", "extra", "refund_mode")
+            "servicetype_mode", "fail_code", "prices", "prices_for", "extra", "refund_mode",
+            "messages", "message_calls", "messages_mode", "stable_tokens", "wx_tokens")
 
     def __init__(self, path=None):
         self.lock = threading.Lock()
@@ -100,6 +101,7 @@ class State:
         self.refunds = {}         # out_refund_no -> dict
         self.wechat_down = set()  # pay calls answering 503: unifiedorder | queryorder | refund | ...
         wechat_money.reset(self)  # refund mode, bill rows added by tests
+        wechat_messages.reset(self)  # subscribe messages, their mode, access_tokens
         self.expired = set()      # tokens whose next use answers 401 (_expire_tokens)
         self.topups = {}          # journal_id -> {"status", "code", "vat"}
         self.log = []             # every submit that reached the operator, oldest first
@@ -220,6 +222,7 @@ def create_sandbox(settings):
 
     # refund, queryrefund, downloadbill and their control endpoints
     wechat_money.register(app, state, pay_body, resp, service_url)
+    wechat_messages.register(app, state)  # subscribe/send and stable_token
 
     # -- WeChat: the customer and the platform (control endpoints) -------------------
     def notice_for(trade):
