@@ -748,11 +748,12 @@ class Bench:
         requests.post(f"{self.sandbox_url}/_reset", timeout=10).raise_for_status()
 
     def one_sweep(self, capture):
+        from elife import services
         from elife.fulfil import sweep
         with self.app.app_context():
             with capture.recording("sweep"):
                 started = time.monotonic()
-                summary = sweep.run()
+                summary = sweep.run(services.current())
                 wall = time.monotonic() - started
         return {"seconds": wall, "summary": summary.as_dict()}
 

@@ -14,7 +14,8 @@ import sqlalchemy as sa
 from itsdangerous import TimestampSigner
 
 from conftest import SEED_ORDER, Sandbox, mysql_only, order_row
-from elife.fulfil import anomalies
+from elife import services
+from elife.fulfil import state
 from elife.ops import reports
 from elife.extensions import db
 
@@ -373,8 +374,8 @@ def lost_by_the_operator(make_app, client, customer, sandbox):
     sandbox.mode("5xx")  # answered 5xx, never recorded: the status query says not found
     n = paid_through_sandbox(client, customer, sandbox, new_order(client, customer))
     with make_app(SWEEP_STUCK_SECONDS=0).app_context():
-        recharge.reconcile(n, "test")  # not found -> the one resubmit -> 5xx again
-        recharge.reconcile(n, "test")  # not found again -> a person decides
+        recharge.reconcile(services.current(), n, "test")  # not found -> the one resubmit -> 5xx again
+        recharge.reconcile(services.current(), n, "test")  # not found again -> a person decides
         db.session.remove()
     row = order_row(n)
     assert (row["recharge_status"], row["submit_count"], row["anomaly_reason"]) == \
@@ -474,7 +475,7 @@ def test_resolve_needs_a_note_and_an_open_anomaly(client, customer, order, sandb
 def test_resolve_function_is_one_conditional_update(app, client, customer, order, sandbox):
     n = mismatched_callback(client, order)
     with pytest.raises(ValueError):
-        anomalies.resolve(n, "admin", " ")
+        state.resolve(n, "admin", " ")
     statements = []
 
     def keep_updates(conn, cursor, statement, *rest):
@@ -483,10 +484,10 @@ def test_resolve_function_is_one_conditional_update(app, client, customer, order
 
     sa.event.listen(db.engine, "before_cursor_execute", keep_updates)
     try:
-        assert anomalies.resolve(n, "admin", "done") is True
+        assert state.resolve(n, "admin", "done") is True
         db.session.commit()
         assert len(statements) == 1 and "anomaly_reason IS NOT NULL" in statements[0]
-        assert anomalies.resolve(n, "admin", "done again") is False
+        assert state.resolve(n, "admin", "done again") is False
         db.session.commit()
     finally:
         sa.event.remove(db.engine, "before_cursor_execute", keep_updates)

@@ -12,7 +12,7 @@ Without either, a 401: a JSON error, or the login page when the request prefers 
 
 Actions never change an order's state themselves: "ask the operator again", "refund"
 (again), and -- without a status query -- "mark delivered" and "fail and refund" go
-through recharge.py and refunds.py, "mark resolved" through anomalies.resolve. Each
+through recharge.py and refunds.py, "mark resolved" through state.resolve. Each
 leaves an order_events row with who (admin, or admin:<name>) and why (the note).
 The reconciliation's days (/admin/reconciliations/<YYYYMMDD>) list their breaks; a
 person closes one with a note (fulfil/reconcile.resolve_break).
@@ -28,7 +28,8 @@ from flask import (Blueprint, g, jsonify, make_response, redirect, render_templa
 from .. import config
 from ..ops import admin_data, charts, reports
 from . import admin_session
-from ..fulfil import anomalies, audit, breaker, recharge, reconcile, refunds
+from .. import services
+from ..fulfil import audit, breaker, recharge, reconcile, refunds, state
 from ..shop import limits
 from ..errors import DomainError
 from .errors import ApiError, error_response, from_domain
@@ -196,7 +197,7 @@ def index():
     now = utcnow()
     rep = reports.all_reports(hours=hours, days=days, now=now)
     items, total = admin_data.anomalies()
-    status, opened_at, left = breaker.state()
+    status, opened_at, left = breaker.state(services.current().settings)
     return render_template("admin/index.html", rep=rep, charts=charts.all_charts(rep, now.date()),
                            breaker={"state": status, "openedAt": iso(opened_at), "secondsLeft": int(left)},
                            anomalies=items, anomaly_total=total, hours=hours, days=days,
@@ -308,7 +309,7 @@ def act_reconcile(order_number):
             raise _Refused(409, "not_reconcilable",
                            f"only an unknown or processing recharge can be asked about; this one is {o.recharge_status}")
         outcome = _run_recorded(o.order_number, "admin_reconcile", actor, note,
-                                lambda: recharge.reconcile(o.order_number, actor, force=True))
+                                lambda: recharge.reconcile(services.current(), o.order_number, actor, force=True))
         return f"Asked the operator again; {outcome}."
     return _action(order_number, "reconcile", run)
 
@@ -322,7 +323,7 @@ def act_refund(order_number):
             raise _Refused(409, "not_refundable", "only a paid order whose recharge failed can be refunded; "
                                                   f"this one is {o.payment_status}, recharge {o.recharge_status}")
         outcome = _run_recorded(o.order_number, "admin_refund", actor, note,
-                                lambda: refunds.refund(o.order_number, actor))
+                                lambda: refunds.refund(services.current(), o.order_number, actor))
         return f"Refund asked of WeChat; {outcome}."
     return _action(order_number, "refund", run)
 
@@ -335,7 +336,7 @@ def act_resolve(order_number):
         if not detail["canResolve"]:
             raise _Refused(409, "nothing_to_resolve", "this order has no open anomaly")
         seen = request.form.get("reason") or None
-        if not anomalies.resolve(o.order_number, actor, note, expected_reason=seen):
+        if not state.resolve(o.order_number, actor, note, expected_reason=seen):
             db.session.rollback()
             raise _Refused(409, "anomaly_changed", "the anomaly changed since the page was loaded; "
                                                    "look at it again")
@@ -354,7 +355,7 @@ def act_give_up(order_number):
                            "only a paid order the operator lost every submit of can be failed and refunded; "
                            f"this one is {o.payment_status}, recharge {o.recharge_status}, {o.submit_count} submits")
         outcome = _run_recorded(o.order_number, "admin_give_up", actor, note,
-                                lambda: recharge.give_up(o.order_number, actor))
+                                lambda: recharge.give_up(services.current(), o.order_number, actor))
         return f"Asked the operator once more; {outcome}."
     return _action(order_number, "give_up", run)
 
@@ -375,7 +376,7 @@ def act_mark_delivered(order_number):
         note = _note(required=True, ask="what did Unitel say, and who said it?")
         o = _unconfirmed(detail, "marked delivered")
         outcome = _run_recorded(o.order_number, "admin_mark_delivered", actor, note,
-                                lambda: recharge.confirm_delivered(o.order_number, actor))
+                                lambda: recharge.confirm_delivered(services.current(), o.order_number, actor))
         return f"Marked delivered; {outcome}."
     return _action(order_number, "mark_delivered", run)
 
@@ -386,7 +387,7 @@ def act_fail_refund(order_number):
         note = _note(required=True, ask="what did Unitel say, and who said it?")
         o = _unconfirmed(detail, "failed and refunded")
         outcome = _run_recorded(o.order_number, "admin_fail_refund", actor, note,
-                                lambda: recharge.confirm_failed(o.order_number, actor))
+                                lambda: recharge.confirm_failed(services.current(), o.order_number, actor))
         return f"Marked failed and refunded; {outcome}."
     return _action(order_number, "fail_refund", run)
 

@@ -14,7 +14,7 @@ import re
 from flask import Blueprint, jsonify
 
 from .. import config
-from ..fulfil import refunds
+from ..clients.wechat import REFUND_NOTICE_FIELDS
 from ..models import PAYMENT_STATUSES, RECHARGE_STATUSES
 from ..shop import catalog, phones, product_admin, rates, vat
 from ..shop.pricing import MAX_TOTAL_FEE
@@ -546,7 +546,7 @@ def _schemas():
                             "(recorded, answered, logged wrong_callback_path). Tolerant on purpose, as the "
                             "payment notice: a field of another type or value is recorded and believed "
                             "in nothing, not a 400."),
-            "anyOf": [{"required": [f]} for f in refunds.REFUND_NOTICE_FIELDS],
+            "anyOf": [{"required": [f]} for f in REFUND_NOTICE_FIELDS],
             "properties": {
                 **{k: {"description": "as WeChat sends it: a string"} for k in (
                     "returnCode", "appid", "mchId", "subAppid", "subMchId", "nonceStr", "transactionId",

@@ -30,7 +30,7 @@ def _pending():
     now = utcnow()
     try:
         p = reports.pending_compensation(now)
-        breaker_open = breaker.state()[0] == breaker.OPEN
+        breaker_open = breaker.state(config.current())[0] == breaker.OPEN
         db.session.commit()
     except Exception as exc:  # noqa: BLE001 -- an outage is when the other metrics matter most
         db.session.rollback()

@@ -59,7 +59,8 @@ def seed_command():
 def sweep_command():
     """Run the compensation sweep once (what cron runs every minute)."""
     from ..fulfil import sweep
-    click.echo(sweep.run().line())
+    from .. import services
+    click.echo(sweep.run(services.current()).line())
 
 
 @elife_cli.command("reconcile")
@@ -81,7 +82,8 @@ def reconcile_command(day, as_json):
         click.echo(f"reconcile: --date must be YYYYMMDD (China time), not {day!r}", err=True)
         sys.exit(1)
     try:
-        result = reconcile.run(when)
+        from .. import services
+        result = reconcile.run(services.current(), when)
     except BillNotReady as exc:
         click.echo(f"reconcile: {exc}; try again later", err=True)
         sys.exit(3)

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from . import catalog, limits, live_prices, phones, vat
-from .. import metrics
+from .. import config, metrics
 from ..errors import Conflict, Invalid, NotFound
 from ..fulfil import breaker
 from ..extensions import db
@@ -32,7 +32,7 @@ def create(user, *, phone_number, operator, recharge_type, product_code, idempot
     if recharge_type not in catalog.RECHARGE_TYPES:
         raise Invalid("invalid_recharge_type", "rechargeType must be VOICE or DATA")
     number = phones.check_operator(phone_number, operator)
-    breaker.refuse_if_open(operator)  # no money taken for a top-up we cannot deliver now
+    breaker.refuse_if_open(config.current(), operator)  # no money taken for a top-up we cannot deliver now
     if vat_register_no is not None:
         vat_register_no = vat.normalize_register_no(vat_register_no)
         if vat_register_no is None:
