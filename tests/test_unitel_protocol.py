@@ -254,7 +254,7 @@ def test_unclear_without_a_status_query_is_flagged_and_never_sent_again(
         assert kinds(n) == [("submit", "unknown")]
         assert summary.unconfirmed == 1 and "unconfirmed=1" in summary.line()
         assert "unknown" not in summary.by_selection
-        rep = reports.all_reports()
+        rep = reports.all_reports(has_status_query=services.current().unitel.has_status_query)
         assert rep["pending"]["unconfirmedCount"] == 1 and rep["pending"]["alert"] is True
     assert log_lines(log_dir, "awaiting_confirmation")
 

@@ -195,7 +195,7 @@ def _window():
 def index():
     hours, days = _window()
     now = utcnow()
-    rep = reports.all_reports(hours=hours, days=days, now=now)
+    rep = reports.all_reports(has_status_query=services.current().unitel.has_status_query, hours=hours, days=days, now=now)
     items, total = admin_data.anomalies()
     status, opened_at, left = breaker.state(services.current().settings)
     return render_template("admin/index.html", rep=rep, charts=charts.all_charts(rep, now.date()),
@@ -208,7 +208,7 @@ def index():
 @bp.get("/reports.json")
 def reports_json():
     hours, days = _window()
-    return jsonify(reports.all_reports(hours=hours, days=days))
+    return jsonify(reports.all_reports(has_status_query=services.current().unitel.has_status_query, hours=hours, days=days))
 
 
 @bp.get("/orders/<order_number>")

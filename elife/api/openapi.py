@@ -15,7 +15,7 @@ from flask import Blueprint, jsonify
 
 from .. import config
 from ..clients.wechat import REFUND_NOTICE_FIELDS
-from ..models import PAYMENT_STATUSES, RECHARGE_STATUSES
+from ..fulfil.state import PaymentStatus, RechargeStatus
 from ..shop import catalog, phones, product_admin, rates, vat
 from ..shop.pricing import MAX_TOTAL_FEE
 from ..shop.rates import MAX_MOVE
@@ -459,10 +459,10 @@ def _schemas():
                 "productPriceTg": {"type": "integer", "description": "MNT"},
                 "productPriceRmb": {"type": "string", "pattern": r"^[0-9]+\.[0-9]{2}$", "description": "yuan"},
                 "totalFee": {"type": "integer", "description": "fen"},
-                "paymentStatus": {"type": "string", "enum": list(PAYMENT_STATUSES),
+                "paymentStatus": {"type": "string", "enum": [s.value for s in PaymentStatus],
                                   "description": "refunding: WeChat accepted the refund of a failed "
                                                  "top-up; refunded once WeChat confirms the money went back"},
-                "rechargeStatus": {"type": "string", "enum": list(RECHARGE_STATUSES)},
+                "rechargeStatus": {"type": "string", "enum": [s.value for s in RechargeStatus]},
                 "paidAt": nullable_ts,
                 "rechargedAt": nullable_ts,
                 "refundedAt": nullable_ts,

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from flask import Blueprint, Response, request
 
-from .. import config, metrics
+from .. import config, metrics, services
 from ..extensions import db
 from ..fulfil import breaker
 from ..logs import event
@@ -29,7 +29,7 @@ def _pending():
     scrape is served all the same."""
     now = utcnow()
     try:
-        p = reports.pending_compensation(now)
+        p = reports.pending_compensation(now, services.current().unitel.has_status_query)
         breaker_open = breaker.state(config.current())[0] == breaker.OPEN
         db.session.commit()
     except Exception as exc:  # noqa: BLE001 -- an outage is when the other metrics matter most

@@ -114,7 +114,7 @@ def reconcile(svc, order_number, actor, force=False):
         return order and order.recharge_status
     age = (utcnow() - order.recharge_at).total_seconds() if order.recharge_at else 0
     stuck = age >= s.SWEEP_STUCK_SECONDS
-    processing = order.recharge_status == RechargeStatus.PROCESSING
+    processing = state.processing(order)
     if processing and not (stuck or force):
         event(log, logging.INFO, "still_processing", order=order_number, actor=actor, age=int(age))
         return RechargeStatus.PROCESSING
@@ -264,7 +264,7 @@ def _operator_code(order):
 
 def _to_unknown(svc, order, reason, actor, detail):
     """Leave the order 'unknown' and flagged for a person (or for the next status query)."""
-    if order.recharge_status == RechargeStatus.PROCESSING:
+    if state.processing(order):
         if state.mark_unknown(svc.settings, order, reason, detail) is None:
             _log_lost_claim(order, actor)
             return None

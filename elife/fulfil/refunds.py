@@ -12,6 +12,7 @@ a note. The writes are in state.py.
 import logging
 
 from .. import metrics
+from ..clients import unitel
 from ..clients.wechat import RefundStatus, WeChatRejected, WeChatUnavailable
 from ..extensions import db
 from ..logs import event
@@ -22,9 +23,9 @@ from .state import PaymentStatus
 log = logging.getLogger("elife.recharge")  # the runbook greps these lines with the recharge's
 
 # The refund query's answer as an operator_calls outcome.
-QUERY_OUTCOMES = {RefundStatus.SUCCESS: "success", RefundStatus.PROCESSING: "unknown",
-                  RefundStatus.REFUNDCLOSE: "failed", RefundStatus.CHANGE: "failed",
-                  RefundStatus.NOTFOUND: "not_found"}
+QUERY_OUTCOMES = {RefundStatus.SUCCESS: unitel.SUCCESS, RefundStatus.PROCESSING: unitel.UNKNOWN,
+                  RefundStatus.REFUNDCLOSE: unitel.FAILED, RefundStatus.CHANGE: unitel.FAILED,
+                  RefundStatus.NOTFOUND: unitel.NOT_FOUND}
 
 
 def refund_callback_path(order_number):
@@ -54,13 +55,13 @@ def refund(svc, order_number, actor):
         # WeChat said no: a person decides when to ask again.
         words = f"{exc.code}: {exc}"
         metrics.refund("refused")
-        audit.record_call(order, "refund", "failed", words)
+        audit.record_call(order, "refund", unitel.FAILED, words)
         state.note_refund_refused(order_number, utcnow(), f"refund refused by WeChat: {words}")
         event(log, logging.ERROR, "refund_failed", order=order_number, actor=actor, reason="refused",
               code=exc.code, error=str(exc))
         return PaymentStatus.PAID
     metrics.refund("accepted")
-    audit.record_call(order, "refund", "success",
+    audit.record_call(order, "refund", unitel.SUCCESS,
                       f"accepted: {order.total_fee} fen, refund id {accepted.refund_id or '-'}")
     db.session.commit()
     if state.start_refund(order) is not None:
@@ -90,7 +91,7 @@ def settle(svc, order, answer, actor):
     n = order.order_number
     said = f"{answer.status} {answer.refund_fee if answer.refund_fee is not None else '-'} fen" + (
         f" at {answer.success_time} (China time)" if answer.success_time else "")
-    audit.record_call(order, "refund_query", QUERY_OUTCOMES.get(answer.status, "unknown"), said)
+    audit.record_call(order, "refund_query", QUERY_OUTCOMES.get(answer.status, unitel.UNKNOWN), said)
     db.session.commit()
     if answer.succeeded:
         if answer.refund_fee is not None and answer.refund_fee != order.total_fee:

@@ -82,7 +82,7 @@ def initial_state():
 
 def _one_of(value, words):
     """`value in words`, on a plain value or as SQL on a column."""
-    if isinstance(value, sa.sql.ClauseElement):
+    if hasattr(value, "in_"):  # a column, or the Order class's attribute
         return value.in_(words)
     return value in words
 
@@ -105,6 +105,11 @@ def paid_ever(o):
 def claimable(o):
     """Paid, and nobody has claimed its recharge yet."""
     return paid(o) & (o.recharge_status == R.PENDING) & (o.recharge_at == None)  # noqa: E711
+
+
+def processing(o):
+    """Claimed, the submit on its way (or its answer never recorded)."""
+    return o.recharge_status == R.PROCESSING
 
 
 def awaiting_operator(o):

@@ -77,6 +77,13 @@ class Summary:
         return asdict(self)
 
 
+# The selections' names (the summary's by_selection, the log's n_<name>). Two are the
+# status of the orders they select.
+PAID_UNCLAIMED, LOST_CALLBACK, REFUND_PENDING = "paid_unclaimed", "lost_callback", "refund_pending"
+REFUNDING, EXPIRED_UNPAID = PaymentStatus.REFUNDING.value, "expired_unpaid"
+UNKNOWN, STUCK_PROCESSING = RechargeStatus.UNKNOWN.value, "stuck_processing"
+
+
 def selections(now, s, has_status_query=True):
     """(name, WHERE, keyset column) for each selection. Each is walked in the order of
     the index that serves it -- (keyset column, id) -- so a page never sorts or scans."""
@@ -87,25 +94,25 @@ def selections(now, s, has_status_query=True):
     out = [
         # Paid money first: nothing sent yet, or not even marked paid.
         # idx_payment_recharge_at (payment_status, recharge_status, recharge_at, id)
-        ("paid_unclaimed", sa.and_(state.claimable(Order), Order.paid_at < grace), None),
+        (PAID_UNCLAIMED, sa.and_(state.claimable(Order), Order.paid_at < grace), None),
         # idx_orders_payment_created (payment_status, payment_created_at, id)
-        ("lost_callback", state.payment_created_between(Order, window, grace), Order.payment_created_at),
+        (LOST_CALLBACK, state.payment_created_between(Order, window, grace), Order.payment_created_at),
         # idx_payment_recharge_at. A refund WeChat refused or closed waits for a person.
-        ("refund_pending", state.auto_refund_due(Order), Order.recharge_at),
+        (REFUND_PENDING, state.auto_refund_due(Order), Order.recharge_at),
         # idx_orders_refunding (payment_status, refund_requested_at, id)
-        ("refunding", sa.and_(state.refunding(Order), Order.refund_requested_at < grace),
+        (REFUNDING, sa.and_(state.refunding(Order), Order.refund_requested_at < grace),
          Order.refund_requested_at),
         # idx_orders_payment_status_created (payment_status, created_at, id)
-        ("expired_unpaid", state.expired(Order, ttl), Order.created_at),
+        (EXPIRED_UNPAID, state.expired(Order, ttl), Order.created_at),
         # Then the unclear ones, once SWEEP_STUCK_SECONDS have passed since the claim;
         # an order the operator lost twice (flagged, or already seen by a person) waits
         # for a person, not for the sweep. After a resubmit that was unclear, keep asking.
         # idx_recharge_status_at_seqid (recharge_status, recharge_at, id)
-        ("unknown", state.status_query_due(Order, stuck), Order.recharge_at),
-        ("stuck_processing", state.stuck(Order, stuck), Order.recharge_at),
+        (UNKNOWN, state.status_query_due(Order, stuck), Order.recharge_at),
+        (STUCK_PROCESSING, state.stuck(Order, stuck), Order.recharge_at),
     ]
     if not has_status_query:  # no one to ask about `unknown`: a person decides
-        out = [sel for sel in out if sel[0] != "unknown"]
+        out = [sel for sel in out if sel[0] != UNKNOWN]
     return out
 
 
@@ -183,7 +190,7 @@ def _publish(s, summary, calls_before):
               dir=s.METRICS_DIR)
 
 
-OPERATOR_WORK = ("paid_unclaimed", "unknown", "stuck_processing")
+OPERATOR_WORK = (PAID_UNCLAIMED, UNKNOWN, STUCK_PROCESSING)
 
 
 def _handle(svc, selection, number, summary):
@@ -191,22 +198,22 @@ def _handle(svc, selection, number, summary):
         if selection in OPERATOR_WORK and not breaker.allows_submit(svc.settings):
             summary.skipped += 1  # the operator is down: paid orders wait for it
             return
-        if selection == "paid_unclaimed":
+        if selection == PAID_UNCLAIMED:
             result = recharge.recharge_paid_order(svc, number, "sweep")
             _count(summary, result, claimed=result is not None)
-        elif selection in ("unknown", "stuck_processing"):
+        elif selection in (UNKNOWN, STUCK_PROCESSING):
             before = _submits(number)
             result = recharge.reconcile(svc, number, "sweep")
             _count(summary, result, claimed=_submits(number) > before)
-        elif selection == "refund_pending":
+        elif selection == REFUND_PENDING:
             result = refunds.refund(svc, number, "sweep")
             _count(summary, SETTLED if result == PaymentStatus.REFUNDED else
                    SKIPPED if result == PaymentStatus.REFUNDING else FLAGGED)
-        elif selection == "refunding":
+        elif selection == REFUNDING:
             result = refunds.check(svc, number, "sweep")
             _count(summary, SETTLED if result == PaymentStatus.REFUNDED else
                    FLAGGED if result == PaymentStatus.PAID else SKIPPED)
-        elif selection == "expired_unpaid":
+        elif selection == EXPIRED_UNPAID:
             _close_expired(svc, number, summary)
         else:
             _recover_lost_callback(svc, number, summary)

@@ -124,7 +124,8 @@ def report_command(as_json, hours, days):
     """The four monitoring reports and the reconciliation's state; exit code 2 when an
     alert threshold is crossed (a day older than two days never reconciled is one)."""
     from . import reports
-    rep = reports.all_reports(hours=hours, days=days)
+    from .. import services
+    rep = reports.all_reports(has_status_query=services.current().unitel.has_status_query, hours=hours, days=days)
     click.echo(json.dumps(rep, ensure_ascii=False, indent=2) if as_json else reports.as_table(rep))
     sys.exit(2 if rep["alert"] else 0)
 
