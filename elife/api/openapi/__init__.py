@@ -13,16 +13,16 @@ import re
 
 from flask import Blueprint, jsonify
 
-from .. import config
-from ..fulfil import refunds
-from ..models import PAYMENT_STATUSES, RECHARGE_STATUSES
-from ..shop import catalog, phones, product_admin, rates, vat
-from ..shop.pricing import MAX_TOTAL_FEE
-from ..shop.rates import MAX_MOVE
-from . import admin as admin_api
-from . import auth, common
-from . import orders as orders_api
-from .common import SANE_REQUEST_ID
+from ... import config
+from ...fulfil import refunds
+from ...models import PAYMENT_STATUSES, RECHARGE_STATUSES
+from ...shop import catalog, phones, product_admin, rates, vat
+from ...shop.pricing import MAX_TOTAL_FEE
+from ...shop.rates import MAX_MOVE
+from .. import admin as admin_api
+from .. import auth, common
+from .. import orders as orders_api
+from ..common import SANE_REQUEST_ID
 
 bp = Blueprint("openapi", __name__)
 
