@@ -4,6 +4,21 @@ from .parts import (BODY_ERRORS, CUSTOMER_401, FIELD_ERRORS, _common, _customer_
                     _json_body, _retry_after)
 
 
+def _wx_source(settings):
+    """The header Cloud Hosting sets on the notices it delivers (required with REQUIRE_WX_SOURCE)."""
+    return {
+        "name": "X-WX-SOURCE", "in": "header", "required": bool(settings.REQUIRE_WX_SOURCE),
+        "description": "set by WeChat Cloud Hosting" + ("; required (REQUIRE_WX_SOURCE)"
+                                                        if settings.REQUIRE_WX_SOURCE else ""),
+        "schema": {"type": "string"},
+    }
+
+
+def _not_from_platform(settings):
+    return ({"403": _error("X-WX-SOURCE is missing: not from Cloud Hosting (recorded)", ["not_from_platform"])}
+            if settings.REQUIRE_WX_SOURCE else {})
+
+
 def paths(settings):
     limit = settings.MAX_BODY_BYTES
     return {
@@ -47,19 +62,13 @@ def paths(settings):
                 "name": "orderNumber", "in": "path", "required": True,
                 "description": "the order number the trade was created with (any text is recorded)",
                 "schema": {"type": "string"},
-            }, {
-                "name": "X-WX-SOURCE", "in": "header", "required": bool(settings.REQUIRE_WX_SOURCE),
-                "description": "set by WeChat Cloud Hosting" + ("; required (REQUIRE_WX_SOURCE)"
-                                                                if settings.REQUIRE_WX_SOURCE else ""),
-                "schema": {"type": "string"},
-            }],
+            }, _wx_source(settings)],
             "requestBody": _json_body("#/components/schemas/WeChatNotice", "the notice (any bytes are recorded)"),
             "responses": {
                 "200": _json("recorded", {"$ref": "#/components/schemas/WeChatReply"}),
                 "400": _error("the body is not JSON, or not a WeChat Pay notice (recorded when the order is ours)",
                               ["malformed_json", "not_a_notice"]),
-                **({"403": _error("X-WX-SOURCE is missing: not from Cloud Hosting (recorded)",
-                                  ["not_from_platform"])} if settings.REQUIRE_WX_SOURCE else {}),
+                **_not_from_platform(settings),
                 "429": _error("more notices for this order number this hour than "
                               "LIMIT_NOTICES_PER_ORDER_PER_HOUR (not recorded)", ["rate_limited"],
                               _retry_after("seconds until the hour's window ends")),
@@ -82,20 +91,14 @@ def paths(settings):
                 "name": "orderNumber", "in": "path", "required": True,
                 "description": "the order whose refund it is (any text is recorded)",
                 "schema": {"type": "string"},
-            }, {
-                "name": "X-WX-SOURCE", "in": "header", "required": bool(settings.REQUIRE_WX_SOURCE),
-                "description": "set by WeChat Cloud Hosting" + ("; required (REQUIRE_WX_SOURCE)"
-                                                                if settings.REQUIRE_WX_SOURCE else ""),
-                "schema": {"type": "string"},
-            }],
+            }, _wx_source(settings)],
             "requestBody": _json_body("#/components/schemas/WeChatRefundNotice",
                                       "the notice (any bytes are recorded)"),
             "responses": {
                 "200": _json("recorded", {"$ref": "#/components/schemas/WeChatReply"}),
                 "400": _error("the body is not JSON, or not a WeChat Pay notice (recorded all the same)",
                               ["malformed_json", "not_a_notice"]),
-                **({"403": _error("X-WX-SOURCE is missing: not from Cloud Hosting (recorded)",
-                                  ["not_from_platform"])} if settings.REQUIRE_WX_SOURCE else {}),
+                **_not_from_platform(settings),
                 **_common(limit, body=True),
             },
         }},
