@@ -6,7 +6,7 @@ from datetime import datetime
 
 from flask import Blueprint, Response, request
 
-from .. import config, metrics
+from .. import metrics, services
 from ..extensions import db
 from ..fulfil import breaker
 from ..logs import event
@@ -45,7 +45,7 @@ def _pending():
 
 @bp.get("/metrics")
 def scrape():
-    s = config.current()
+    s = services.current().settings
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
         raise ApiError(401, "missing_token", "Authorization: Bearer <METRICS_TOKEN> is required",

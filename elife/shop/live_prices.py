@@ -30,13 +30,13 @@ _READ = sa.select(_T.c.prices, _T.c.fetched_at).where(
     _T.c.operator == sa.bindparam("op"), _T.c.msisdn == sa.bindparam("msisdn"))
 
 
-def check(operator, msisdn, recharge_type, operator_code, price_tg):
+def check(settings, client, operator, msisdn, recharge_type, operator_code, price_tg):
     """Raise Invalid product_unavailable_for_number when the number cannot buy the
     package, Conflict price_changed (details: the operator's price) when its price moved;
     return quietly when it is on sale at our price, or when the operator cannot be asked."""
     if operator != "UNITEL":  # the only operator with a client
         return
-    prices = offered(operator, msisdn)
+    prices = offered(settings, client, operator, msisdn)
     if prices is None:
         return
     live = prices.get(recharge_type, {}).get(operator_code)
@@ -52,21 +52,21 @@ def check(operator, msisdn, recharge_type, operator_code, price_tg):
                        details={"priceTg": live, "previousPriceTg": price_tg})
 
 
-def offered(operator, msisdn):
+def offered(settings, client, operator, msisdn):
     """{recharge type: {operator code: MNT}} for the number: from the cache while it is
-    fresh, else from the operator (stored); None when the operator cannot be asked."""
-    s = config.current()
+    fresh, else from the operator (`client`, a UnitelClient; stored); None when the
+    operator cannot be asked."""
     now = utcnow()
     conn = db.session.connection()
     row = conn.execute(_READ, {"op": operator, "msisdn": msisdn}).first()
-    if row is not None and row.fetched_at >= now - timedelta(seconds=s.UNITEL_PRICE_CACHE_SECONDS):
+    if row is not None and row.fetched_at >= now - timedelta(seconds=settings.UNITEL_PRICE_CACHE_SECONDS):
         try:
             return json.loads(row.prices)
         except ValueError:
             pass  # unreadable: ask again
     db.session.commit()  # no transaction (nor SQLite read lock) held while the operator answers
     try:
-        _, packages = unitel.UnitelClient(s).packages(msisdn, seconds=s.UNITEL_PRICE_TIMEOUT)
+        _, packages = client.packages(msisdn, seconds=settings.UNITEL_PRICE_TIMEOUT)
     except unitel.Unreachable as exc:
         event(log, logging.WARNING, "live_price_unavailable", phone=mask(msisdn), error=str(exc)[:200],
               message="the order is priced from our table")
