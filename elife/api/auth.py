@@ -36,18 +36,19 @@ def login():
         event(log, logging.WARNING, "login_wechat_unavailable", error=str(e))
         raise ApiError(502, "wechat_unavailable", "WeChat could not be reached; try again") from None
     user = user_for_openid(openid)
-    token, ttl = issue_token(running.settings, user)
+    token, ttl = issue_token(user)
     return jsonify({"token": token, "expiresIn": ttl})
 
 
-def _serializer(settings=None):
-    """The customer tokens' signer (the running app's SECRET_KEY unless `settings` say)."""
-    secret = (settings or services.current().settings).SECRET_KEY
-    return URLSafeTimedSerializer(secret, salt=_SALT)
+def _serializer():
+    """The customer tokens' signer, keyed by the running app's SECRET_KEY."""
+    return URLSafeTimedSerializer(services.current().settings.SECRET_KEY, salt=_SALT)
 
 
-def issue_token(settings, user):
-    return _serializer(settings).dumps({"uid": user.id, "oid": user.openid}), settings.TOKEN_TTL_SECONDS
+def issue_token(user):
+    """(token, seconds it is valid) for a user, as POST /auth/login answers (the bench
+    signs its customers' tokens with it too)."""
+    return _serializer().dumps({"uid": user.id, "oid": user.openid}), services.current().settings.TOKEN_TTL_SECONDS
 
 
 def current_user():
@@ -85,7 +86,7 @@ def _check_platform(s):
 
 def _user_from_token(s, token):
     try:
-        data = _serializer(s).loads(token, max_age=s.TOKEN_TTL_SECONDS)
+        data = _serializer().loads(token, max_age=s.TOKEN_TTL_SECONDS)
     except SignatureExpired:
         raise ApiError(401, "token_expired", "the token has expired; log in again") from None
     except BadSignature:
