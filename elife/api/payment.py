@@ -18,7 +18,8 @@ from flask import Blueprint, current_app, jsonify, request
 
 from .. import logs, services
 from ..fulfil import notices, payments
-from ..shop import limits, orders
+from .. import limits
+from ..shop import orders
 from .auth import current_user
 from .common import client_ip, json_object, order_number_or_404, string_field
 from .errors import from_domain
@@ -35,7 +36,7 @@ def create():
     user = current_user()
     number = order_number_or_404(string_field(json_object(), "orderNumber", 32))
     order = orders.get_own(user, number)
-    limits.payments_by_order(order.order_number)
+    limits.payments_by_order(services.current().settings, order.order_number)
     params = payments.create_payment(services.current(), order, user.openid, client_ip())
     return jsonify({"orderNumber": order.order_number, "totalFee": order.total_fee, "payment": params})
 

@@ -19,13 +19,12 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from .. import database, metrics
+from .. import database, limits, metrics
 from ..clients.wechat import WeChatRejected, WeChatUnavailable, refund_number
 from ..errors import DomainError, Forbidden, Invalid, RateLimited
 from ..extensions import db
 from ..logs import event, short
 from ..models import PaymentNotice
-from ..shop import limits
 from ..timeutil import utcnow
 from . import payments, refunds, state
 from .state import PaymentStatus
@@ -110,7 +109,7 @@ def handle_payment(svc, url_order_number, notice, later=None):
     if order is None:
         return _unknown_order(svc, shown, notice)
     try:  # concurrent deliveries upsert one counter row: a deadlock is retried, as mark_paid's
-        database.run_unit(svc.settings, lambda: limits.notices_by_order(order.order_number), "notice_limit")
+        database.run_unit(svc.settings, lambda: limits.notices_by_order(svc.settings, order.order_number), "notice_limit")
     except RateLimited as exc:
         event(log, logging.WARNING, "notice_rate_limited", order=order.order_number)
         metrics.callback("rate_limited")

@@ -78,9 +78,6 @@ class Break:
     def key(self):
         return (self.kind, self.order_number, _j(self.ours), _j(self.theirs))
 
-    def as_json(self):
-        return {"kind": self.kind, "orderNumber": self.order_number, "ours": self.ours, "theirs": self.theirs}
-
 
 @dataclass
 class Result:
@@ -94,11 +91,6 @@ class Result:
     @property
     def status(self):
         return "breaks" if self.breaks else ("resolved" if self.kept_resolved else "balanced")
-
-    def as_json(self):
-        return {"date": self.day.strftime("%Y%m%d"), "status": self.status, "wechat": self.wechat,
-                "ours": self.ours, "breaks": [b.as_json() for b in self.breaks],
-                "recovered": self.recovered}
 
 
 def _j(value):

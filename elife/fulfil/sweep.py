@@ -46,7 +46,8 @@ from ..clients.wechat import WeChatRejected, WeChatUnavailable
 from ..extensions import db
 from ..logs import event
 from ..models import AdminSession, IdempotencyKey, Order, PaymentNotice
-from ..shop import limits, live_prices
+from .. import limits
+from ..shop import live_prices
 from ..shop.orders import IDEMPOTENCY_TTL
 from ..timeutil import utcnow
 from . import breaker, payments, recharge, refunds, state
@@ -312,7 +313,7 @@ def _housekeeping(s, now):
     NOTICE_RETENTION_DAYS."""
     try:
         limits.purge_expired(now)
-        live_prices.purge(now)
+        live_prices.purge(s, now)
         db.session.execute(sa.delete(IdempotencyKey).where(
             IdempotencyKey.created_at < now - IDEMPOTENCY_TTL))
         db.session.execute(sa.delete(AdminSession).where(AdminSession.expires_at < now))

@@ -20,7 +20,7 @@ def paths(settings):
         {"name": "rechargeType", "in": "path", "required": True,
          "schema": {"type": "string", "enum": list(catalog.RECHARGE_TYPES)}},
         {"name": "code", "in": "path", "required": True,
-         "schema": {"type": "string", "pattern": _anchored(product_admin.CODE)}},
+         "schema": {"type": "string", "pattern": _anchored(catalog.PRODUCT_CODE)}},
     ]
     product_400 = ["invalid_operator", "invalid_recharge_type", "invalid_product_code"]
 
@@ -71,7 +71,7 @@ def paths(settings):
             "adminAddProduct", "add a denomination",
             {"operator": {"type": "string", "enum": list(phones.OPERATOR_CODES)},
              "rechargeType": {"type": "string", "enum": list(catalog.RECHARGE_TYPES)},
-             "code": {"type": "string", "pattern": _anchored(product_admin.CODE)},
+             "code": {"type": "string", "pattern": _anchored(catalog.PRODUCT_CODE)},
              "price": {"type": "string", "pattern": "^[1-9][0-9]{0,7}$", "description": "whole tugrik, above 0"},
              "productName": {"type": "string", "minLength": 1, "maxLength": product_admin.NAME_MAX,
                              "pattern": "[^ \t\n\r]"},

@@ -5,7 +5,8 @@ import re
 
 from ...clients.wechat import REFUND_NOTICE_FIELDS
 from ...fulfil.state import PaymentStatus, RechargeStatus
-from ...shop import catalog, phones, vat
+from ... import validators
+from ...shop import catalog, phones
 from ...shop.pricing import MAX_TOTAL_FEE
 from .. import auth, common
 from .. import orders as orders_api
@@ -167,14 +168,14 @@ def _schemas():
                 "rechargeType": _string(16, TRIMMED, pattern=_one_of(catalog.RECHARGE_TYPES), example="VOICE"),
                 "productCode": _string(32, "a productCode of GET /products for this operator and type "
                                            "(the products on sale as this description was made). "
-                                       + TRIMMED, pattern=orders_api._CODE, example="5000"),
+                                       + TRIMMED, pattern=catalog.PRODUCT_CODE, example="5000"),
                 "vatRegisterNo": {
-                    **_string(vat.MAX_LENGTH, "optional: a business customer's register number for the VAT "
+                    **_string(validators.MAX_LENGTH, "optional: a business customer's register number for the VAT "
                                               "e-receipt (e-barimt): 7 digits (a company), or 2 Cyrillic "
                                               "letters and 8 digits (a citizen's, for a sole trader); "
                                               "lower-case letters are made capitals. Empty or null: none. "
                                               "Anything else is a 400 invalid_vat_register_no. " + TRIMMED,
-                              pattern=vat.REGISTER_NO, example="1234567"),
+                              pattern=validators.REGISTER_NO, example="1234567"),
                     "minLength": 0, "nullable": True},
             },
         },
