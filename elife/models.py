@@ -314,6 +314,7 @@ class Notification(db.Model):
         # The sweep: pending (and stuck sending) rows by when they are due.
         sa.Index("idx_notifications_due", "status", "next_attempt_at", "id"),
         sa.Index("idx_notifications_created", "created_at"),  # report: per day
+        sa.Index("idx_notifications_kind_status", "kind", "status"),  # the metric: counts
     )
     id = db.Column(BigId, primary_key=True, autoincrement=True)
     order_number = db.Column(db.String(32), nullable=False)

@@ -191,7 +191,7 @@ def test_reports_json_is_all_reports(client, app, customer, order):
     data = r.get_json()
     expected = reports.all_reports(has_status_query=services.current().unitel.has_status_query)
     assert set(data) == set(expected) == {"generatedAt", "successRate", "anomalies", "delay", "pending",
-                                          "reconciliation", "alert"}
+                                          "reconciliation", "messages", "alert"}
     for key in ("successRate", "anomalies", "delay"):
         assert data[key] == expected[key], key
     assert data["anomalies"]["items"][0]["reason"] == "amount_mismatch"

@@ -24,6 +24,11 @@ not happen). A guard is written once and works both ways: on an Order it is a bo
 the Order class it is the SQL condition, so the admin page, the moves and the sweep's
 selections ask the same question. Writes that are not moves (no status changes, no
 version): note_payment_created, note_refund_refused, flag, resolve.
+
+A move that tells the customer something (its row's `earns`: recharged, failed_refunded,
+refunded) writes that message's outbox row (notify/outbox.py) in its own transaction, in
+the same UPDATE's unit: both are committed, or neither. Sending it is not a move and
+never waits on one.
 """
 import enum
 import json
@@ -34,6 +39,7 @@ import sqlalchemy as sa
 from .. import database
 from ..extensions import db
 from ..models import Order
+from ..notify import outbox
 from ..timeutil import iso, utcnow
 from . import audit
 
@@ -204,6 +210,7 @@ class Move:
     to: str
     when: object = None  # what else must hold: a guard (bool on an order, SQL on Order)
     by: str = ""    # who asks for it
+    earns: str = ""  # the subscribe message it earns the customer (notify/outbox.py), if any
 
     def allowed(self, o):
         cond = _one_of(getattr(o, self.column), self.froms)
@@ -221,7 +228,8 @@ MOVES = (
     Move("start_refund", PAYMENT, (P.PAID,), P.REFUNDING, when=refund_due,
          by="refunds.refund, when WeChat accepts the refund request"),
     Move("confirm_refund", PAYMENT, (P.REFUNDING, P.PAID), P.REFUNDED, when=refund_confirmable,
-         by="refunds.settle, when WeChat's refund query says SUCCESS for the full amount"),
+         by="refunds.settle, when WeChat's refund query says SUCCESS for the full amount",
+         earns="refunded"),
     Move("refund_closed", PAYMENT, (P.REFUNDING,), P.PAID,
          by="refunds.settle, when the refund query says REFUNDCLOSE or CHANGE (flagged refund_failed)"),
     Move("claim", RECHARGE, (R.PENDING,), R.PROCESSING, when=claimable,
@@ -230,17 +238,20 @@ MOVES = (
          by="recharge.reconcile, once, when the status query says the first submit never "
             "arrived, SWEEP_STUCK_SECONDS after the claim"),
     Move("settle_success", RECHARGE, (R.PROCESSING, R.UNKNOWN), R.SUCCESS,
-         by="recharge: the submit's answer, or the status query"),
+         by="recharge: the submit's answer, or the status query", earns="recharged"),
     Move("settle_failed", RECHARGE, (R.PROCESSING, R.UNKNOWN), R.FAILED,
-         by="recharge: a definite refusal, in the answer or the status query (then the refund)"),
+         by="recharge: a definite refusal, in the answer or the status query (then the refund)",
+         earns="failed_refunded"),
     Move("mark_unknown", RECHARGE, (R.PROCESSING,), R.UNKNOWN,
          by="recharge: an unclear answer, or a claim stuck past SWEEP_STUCK_SECONDS"),
     Move("mark_delivered", RECHARGE, (R.UNKNOWN,), R.SUCCESS, when=awaiting_confirmation,
-         by="a person on /admin, after asking Unitel (no status query)"),
+         by="a person on /admin, after asking Unitel (no status query)", earns="recharged"),
     Move("mark_failed", RECHARGE, (R.UNKNOWN,), R.FAILED, when=awaiting_confirmation,
-         by="a person on /admin, after asking Unitel (no status query); then the refund"),
+         by="a person on /admin, after asking Unitel (no status query); then the refund",
+         earns="failed_refunded"),
     Move("give_up", RECHARGE, (R.UNKNOWN,), R.FAILED, when=lost_by_operator,
-         by="a person on /admin, when the operator has no record of any submit; then the refund"),
+         by="a person on /admin, when the operator has no record of any submit; then the refund",
+         earns="failed_refunded"),
 )
 MOVE = {m.name: m for m in MOVES}
 
@@ -290,14 +301,21 @@ def count_awaiting_confirmation():
 
 def _update(name, order_number, values, *where):
     """One conditional UPDATE of `name`'s move, in the open transaction; the row as the
-    database now holds it, or None when the WHERE matched nothing."""
+    database now holds it, or None when the WHERE matched nothing. A move that earns a
+    message writes its outbox row in the same transaction."""
     move = MOVE[name]
     now = values.pop("now", None) or utcnow()
-    result = db.session.connection().execute(
+    conn = db.session.connection()
+    result = conn.execute(
         _O.update()
         .where(_O.c.order_number == order_number, move.allowed(_O.c), *where)
         .values(**{move.column: move.to}, version=_O.c.version + 1, updated_at=now, **values))
-    return read(order_number) if result.rowcount == 1 else None
+    if result.rowcount != 1:
+        return None
+    row = read(order_number)
+    if move.earns:
+        outbox.earn(conn, row, move.earns, now)
+    return row
 
 
 def _committed(settings, what, unit):

@@ -17,10 +17,14 @@ its way.
        \--- -1, 5xx, -----/----the same, the NOTIFY_MAX_ATTEMPTS-th time --------> failed
             no answer (backoff)
 
-A row left `sending` by a worker that died mid-call is claimed again STUCK_SECONDS
-later: WeChat may have delivered it, and then a second card is the price of not losing
-one (with no consent left, WeChat answers 43101 instead). Nothing here reads or writes
-an order's state: whatever becomes of a message, the order is as the move left it.
+A claim sets next_attempt_at STUCK_SECONDS ahead: a row left `sending` by a worker that
+died mid-call is due again then. WeChat may have delivered it, and then a second card is
+the price of not losing one (with no consent left, WeChat answers 43101 instead). So
+"due" is one range on idx_notifications_due: status pending or sending, next_attempt_at
+passed. Nothing here reads or writes an order's state: whatever becomes of a message, the
+order is as the move left it.
+
+Entry points take `svc` (services.Services: the settings and `messages`, the client).
 """
 import json
 import logging
@@ -89,9 +93,20 @@ def earn(conn, order, kind, now=None):
 # -- send ------------------------------------------------------------------------------------
 
 def due(n, now):
-    """Pending and its time has come, or left sending by a sender that never finished."""
-    return (((n.status == PENDING) & (n.next_attempt_at <= now))
-            | ((n.status == SENDING) & (n.claimed_at < now - timedelta(seconds=STUCK_SECONDS))))
+    """Pending and its time has come, or left sending (by a sender that never finished)
+    STUCK_SECONDS ago."""
+    return n.status.in_((PENDING, SENDING)) & (n.next_attempt_at <= now)
+
+
+def send_for_order(svc, order_number):
+    """After the top-up's settle (or a refund's), on the pool: the order's messages due now."""
+    return Sender(svc.settings, svc.messages).send_for_order(order_number)
+
+
+def sweep(svc, max_seconds=30, now=None):
+    """The sweep's part: whatever is due, within `max_seconds`."""
+    return Sender(svc.settings, svc.messages).sweep(now=now, batch=svc.settings.SWEEP_BATCH,
+                                                    max_seconds=max_seconds)
 
 
 class Sender:
@@ -124,28 +139,29 @@ class Sender:
             return None
         n, order, openid, tmpl, credits = self._read(notification_id)
         if tmpl is None:
-            return self._settle(n, attempt, SKIPPED, f"no template configured for {n.kind}")
+            return self._settle(n, attempt, now, SKIPPED, f"no template configured for {n.kind}")
         if credits <= 0:
-            return self._settle(n, attempt, SKIPPED, "no consent: the customer has no credit for this template",
+            return self._settle(n, attempt, now, SKIPPED, "no consent: the customer has no credit for this template",
                                 template_id=tmpl.template_id)
         try:
             data = {k: v["value"] for k, v in fields.data(tmpl.fields, self._content(n, order)).items()}
         except fields.Unfit as exc:
-            return self._settle(n, attempt, FAILED, f"unfit: {exc}", template_id=tmpl.template_id)
+            return self._settle(n, attempt, now, FAILED, f"unfit: {exc}", template_id=tmpl.template_id)
         message = Message(touser=openid, template_id=tmpl.template_id, data=data, page=self._page(n.order_number),
                           miniprogram_state=self.s.NOTIFY_MINIPROGRAM_STATE, lang=self.s.NOTIFY_LANG)
         answer = self.client.send(message)  # no transaction open while WeChat answers
         outcome = {SENT: "sent", NO_CONSENT: "no_consent", REJECTED: FAILED}.get(answer.outcome, RETRY)
         if outcome == RETRY and attempt >= self.s.NOTIFY_MAX_ATTEMPTS:
             outcome = FAILED
-        return self._settle(n, attempt, outcome, answer.said or answer.outcome, template_id=tmpl.template_id,
+        return self._settle(n, attempt, now, outcome, answer.said or answer.outcome, template_id=tmpl.template_id,
                             data=data, seqid=answer.seqid)
 
     def _claim(self, notification_id, now):
         def unit():
             won = db.session.connection().execute(
                 _N.update().where(_N.c.id == notification_id, due(_N.c, now))
-                .values(status=SENDING, claimed_at=now, attempts=_N.c.attempts + 1, updated_at=now)).rowcount
+                .values(status=SENDING, claimed_at=now, attempts=_N.c.attempts + 1, updated_at=now,
+                        next_attempt_at=now + timedelta(seconds=STUCK_SECONDS))).rowcount
             attempts = db.session.connection().execute(
                 sa.select(_N.c.attempts).where(_N.c.id == notification_id)).scalar() if won == 1 else None
             db.session.commit()
@@ -185,7 +201,8 @@ class Sender:
             return ""
         return f"{page}{'&' if '?' in page else '?'}orderNumber={order_number}"
 
-    def _settle(self, n, attempt, outcome, said, template_id=None, data=None, seqid=""):
+    def _settle(self, n, attempt, started, outcome, said, template_id=None, data=None, seqid=""):
+        """`started`: when the attempt was claimed; the next one is due a backoff after it."""
         now = utcnow()
         values = {"last_error": None if outcome == "sent" else (said or "")[:255], "updated_at": now}
         if template_id:
@@ -193,7 +210,7 @@ class Sender:
         if data is not None:
             values["data"] = json.dumps(data, ensure_ascii=False)[:60_000]
         if outcome == RETRY:
-            values.update(status=PENDING, next_attempt_at=now + timedelta(seconds=backoff(attempt)))
+            values.update(status=PENDING, next_attempt_at=started + timedelta(seconds=backoff(attempt)))
         else:
             values.update(status=outcome, next_attempt_at=None)
         if outcome == "sent":
@@ -254,11 +271,20 @@ def for_order(order_number):
     return [dict(r) for r in rows]
 
 
-def counts_by_day(since, until):
-    """{(UTC date, status): count} of messages earned in [since, until)."""
+def counts_by_day(since):
+    """{(UTC date, status): count} of the messages earned since `since`, in the open
+    transaction (idx_notifications_created)."""
     day = sa.func.date(_N.c.created_at)
     rows = db.session.connection().execute(
-        sa.select(day, _N.c.status, sa.func.count()).where(_N.c.created_at >= since, _N.c.created_at < until)
+        sa.select(day, _N.c.status, sa.func.count()).where(_N.c.created_at >= since)
         .group_by(day, _N.c.status)).all()
-    db.session.commit()
     return {(str(d), s): c for d, s, c in rows}
+
+
+def counts():
+    """{(kind, status): count} of every message ever earned (idx_notifications_kind_status):
+    the metric's counter. Rows are never deleted and a final status never changes, so
+    each count only grows."""
+    rows = db.session.connection().execute(
+        sa.select(_N.c.kind, _N.c.status, sa.func.count()).group_by(_N.c.kind, _N.c.status)).all()
+    return {(k, s): c for k, s, c in rows}

@@ -69,6 +69,7 @@ def upgrade():
     )
     op.create_index("idx_notifications_due", "notifications", ["status", "next_attempt_at", "id"])
     op.create_index("idx_notifications_created", "notifications", ["created_at"])
+    op.create_index("idx_notifications_kind_status", "notifications", ["kind", "status"])
     op.create_table(
         "notification_templates",
         sa.Column("kind", sa.String(32), primary_key=True),
@@ -92,6 +93,7 @@ def upgrade():
 def downgrade():
     op.drop_table("wechat_tokens")
     op.drop_table("notification_templates")
+    op.drop_index("idx_notifications_kind_status", table_name="notifications")
     op.drop_index("idx_notifications_created", table_name="notifications")
     op.drop_index("idx_notifications_due", table_name="notifications")
     op.drop_table("notifications")
