@@ -176,3 +176,14 @@ def test_a_move_that_tells_the_customer_writes_its_message_in_its_own_commit_and
                 "mark_failed": "failed_refunded", "give_up": "failed_refunded", "confirm_refund": "refunded"}
     assert _messages_of(one_order) == ([expected[move.name]] if move.name in expected else [])
     assert move.earns == expected.get(move.name, "")
+
+
+def test_the_design_says_which_moves_tell_the_customer():
+    text = (REPO / "docs" / "design.md").read_text(encoding="utf-8")
+    section = text.split("### The moves", 1)[1].split("\n#", 1)[0]
+    documented = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 7 and re.fullmatch(r"`\w+`", cells[0]):
+            documented[cells[0].strip("`")] = cells[4].strip("`")
+    assert documented == {m.name: m.earns for m in MOVES}

@@ -19,11 +19,12 @@ touser (40003), template_id (40037), page (41030: a page path, not a URL), and e
 by the type its key names (47003 "argument invalid! data.thing1.value ..."), by the limits
 in WeChat's table (elife/notify/fields.py has it too, on the sending side).
 """
+import json
 import re
 import secrets
 import time
 
-from flask import jsonify, request
+from flask import Response, jsonify, request
 
 TOKEN_SECONDS = 7200
 MODES = (0, -1, 43101)
@@ -183,13 +184,16 @@ def register(app, state):
             state.save()
         return jsonify({"access_token": current[0], "expires_in": int(current[1] - now)})
 
+    def readable(items):  # the Chinese as written, not as \u escapes: people read these
+        return Response(json.dumps(items, ensure_ascii=False), mimetype="application/json")
+
     @app.get("/wechat/_messages")
     def messages():
-        return jsonify(state.messages)
+        return readable(state.messages)
 
     @app.get("/wechat/_message_calls")
     def message_calls():
-        return jsonify(state.message_calls)
+        return readable(state.message_calls)
 
     @app.post("/wechat/_messages_mode")
     def messages_mode():
