@@ -706,7 +706,7 @@ def test_admin_queries_use_indexes(client, customer, order, sandbox):
         sa.event.remove(db.engine, "before_cursor_execute", keep)
     assert total == EXPLAIN_ROWS // 1000 + 1 and items[0].order_number == n
     assert detail["order"].order_number == n and len(detail["notices"]) == 1
-    assert len(sent) == 6
+    assert len(sent) == 7  # the anomaly list (2), the order, its notices, calls, events, messages
     raw = db.engine.raw_connection()
     try:
         cur = raw.cursor()

@@ -47,8 +47,9 @@ log = logging.getLogger("elife.notify")
 
 _N = Notification.__table__
 _O, _P, _U, _CALLS = Order.__table__, Product.__table__, User.__table__, OperatorCall.__table__
+# A message's statuses (models.NOTIFICATION_STATUSES); a send's outcome is the status it
+# left, or "retry" (pending again, after a backoff).
 PENDING, SENDING, FAILED, SKIPPED = "pending", "sending", "failed", "skipped"
-FINAL = ("sent", "no_consent", FAILED, SKIPPED)
 # Waits after the 1st, 2nd, ... attempt WeChat answered -1 or 5xx: five attempts span
 # about an hour (0, 1, 6, 21, 61 minutes); the last wait repeats if more are allowed.
 BACKOFF_SECONDS = (60, 300, 900, 2400)
@@ -61,11 +62,6 @@ class SweepSummary:
     outcomes: dict = field(default_factory=dict)  # outcome -> count (sent, retry, skipped, ...)
     seconds: float = 0.0
     stopped_early: bool = False
-
-    def line(self):
-        said = " ".join(f"{k}={v}" for k, v in sorted(self.outcomes.items()))
-        return f"notify: found={self.found} {said} seconds={self.seconds:.2f}".replace("  ", " ") + (
-            " stopped_early=1" if self.stopped_early else "")
 
 
 def backoff(attempts):
