@@ -63,7 +63,8 @@ class Settings:
     TOKEN_TTL_SECONDS: int = _setting(7 * 24 * 3600, int)
     ADMIN_TOKEN: str = _setting("", doc="production: 32+ random characters")
     LOG_LEVEL: str = _setting("info")
-    LOG_DIR: str = _setting(str(REPO_ROOT / "logs"))
+    LOG_DIR: str = _setting(str(REPO_ROOT / "logs"), doc="combined.log and error.log; - writes no files "
+                                                          "(stdout only, as in the container)")
     LOG_FORMAT: str = _setting("text", doc="text (one line per event) | json (one object per line)")
     METRICS_TOKEN: str = _setting("", doc="Bearer token for GET /metrics; empty: ADMIN_TOKEN")
     METRICS_DIR: str = _setting(str(REPO_ROOT / "instance" / "metrics"),
@@ -77,6 +78,9 @@ class Settings:
     DB_RETRY_DELAY: int = _setting(5000, int, "milliseconds, as in the seed")
     DB_POOL_RECYCLE: int = _setting(280, int, "seconds; below the server's wait_timeout")
     DB_CONNECT_TIMEOUT: int = _setting(2, int)
+    DB_MYSQL_BRANCH: bool = _setting(False, _bool, "on MariaDB, use only what MySQL 8.0 has (no RETURNING, "
+                                                   "no sequences, MySQL 8.0's default sql_mode): how the "
+                                                   "tests take the MySQL branch; nothing on MySQL or SQLite")
 
     WECHAT_API_BASE: str = _setting("")
     WECHAT_APPID: str = _setting("")
