@@ -5,9 +5,8 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import api, database, extensions, logs, services
+from . import api, cli, database, extensions, logs, services
 from .config import REPO_ROOT, load_settings
-from .ops import cli
 
 
 def create_app(config=None):
@@ -48,5 +47,5 @@ def create_app(config=None):
     api.init_app(app)
     cli.register(app)
     # No wait for the database here: the service (wsgi.py) and the commands that need it
-    # (elife/ops/cli.py) wait themselves; an app built for a test or a tool does not.
+    # (elife/cli.py) wait themselves; an app built for a test or a tool does not.
     return app

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from dotenv import load_dotenv
 
+from .validators import valid_register_no
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Production refuses to start while any of these is empty.
@@ -173,7 +175,6 @@ class Settings:
                               f"not {self.UNITEL_STATUS_PATH!r}")
         if self.UNITEL_VAT_FLAG not in ("0", "1"):
             raise ConfigError(f"UNITEL_VAT_FLAG must be 0 or 1, not {self.UNITEL_VAT_FLAG!r}")
-        from .shop.vat import valid_register_no
         if self.UNITEL_VAT_REGISTER_NO and not valid_register_no(self.UNITEL_VAT_REGISTER_NO):
             raise ConfigError("UNITEL_VAT_REGISTER_NO must be a 7-digit company register number "
                               "or 2 Cyrillic letters and 8 digits")

@@ -150,6 +150,15 @@ def escape(value):
     return f'"{out}"' if " " in s or not s else out
 
 
+def short(value):
+    """A received value as it may stand in a log field: one line, printable, 64 characters
+    at most (anyone's input: a notice's fields, a URL's order number)."""
+    s = repr(value) if not isinstance(value, str) else value
+    if not s.isprintable():
+        s = s.encode("unicode_escape").decode("ascii")
+    return s[:64]
+
+
 def _hex(c):
     o = ord(c)
     return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"

@@ -14,10 +14,6 @@ def ExactString(length):
     return sa.String(length).with_variant(
         mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb")
 
-# refunding: WeChat accepted our refund request; refunded only once WeChat confirms it.
-# closed: unpaid past ORDER_TTL_SECONDS, closed at WeChat.
-PAYMENT_STATUSES = ("unpaid", "paid", "refunding", "refunded", "closed")
-RECHARGE_STATUSES = ("pending", "processing", "success", "failed", "unknown")
 
 
 class User(db.Model):
@@ -110,6 +106,8 @@ class Order(db.Model):
     product_price_rmb = db.Column(db.Numeric(10, 2), nullable=False)
     total_fee = db.Column(db.Integer, nullable=False)  # fen; what WeChat must charge
     exchange_rate = db.Column(db.Numeric(18, 8), nullable=False)
+    # The states are fulfil/state.py's PaymentStatus and RechargeStatus; only its moves
+    # change them. These defaults are its initial_state().
     payment_status = db.Column(db.String(16), nullable=False, default="unpaid")
     recharge_status = db.Column(db.String(16), nullable=False, default="pending")
     transaction_id = db.Column(db.String(64))

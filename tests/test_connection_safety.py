@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 
 from conftest import mysql_only, order_row
+from elife import services
 from elife import database, extensions
 from elife.fulfil import recharge, state
 from elife.extensions import db
@@ -75,7 +76,7 @@ def test_a_lost_acknowledgement_of_the_claim_commit_still_tops_up_once(
     lose_first_ack(monkeypatch, "claim")
     with app.app_context():
         update(n, payment_status="paid", paid_at=utcnow(), version=Order.version + 1)
-        assert recharge.recharge_paid_order(n, "sweep") == "success"
+        assert recharge.recharge_paid_order(services.current(), n, "sweep") == "success"
         assert kinds(n) == [("submit", "success")]  # one row, for the one request that left
     assert len(sandbox.submits_for(n)) == 1
 

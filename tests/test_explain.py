@@ -5,6 +5,7 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import mysql_only
+from elife import services
 from elife.ops import reports
 from elife.fulfil import reconcile, sweep
 from elife.extensions import db
@@ -80,14 +81,14 @@ def _assert_indexed(queries):
 
 
 def test_sweep_queries_use_indexes(big_table, sandbox):
-    queries = _capture(sweep.run)
+    queries = _capture(lambda: sweep.run(services.current()))
     names = " ".join(s for s, _ in queries)
     assert "FOR UPDATE SKIP LOCKED" in names
     _assert_indexed(queries)
 
 
 def test_report_queries_use_indexes(big_table):
-    queries = _capture(reports.all_reports)
+    queries = _capture(lambda: reports.all_reports(has_status_query=services.current().unitel.has_status_query))
     assert len(queries) >= 5
     _assert_indexed(queries)
 
@@ -96,7 +97,7 @@ def test_without_a_status_query_the_count_of_unconfirmed_orders_uses_an_index(bi
     """UNITEL_STATUS_PATH=none: the sweep and the report count the paid, unclear orders
     waiting for a person (state.count_awaiting_confirmation)."""
     with make_app(UNITEL_STATUS_PATH="none").app_context():
-        queries = _capture(sweep.run) + _capture(reports.all_reports)
+        queries = _capture(lambda: sweep.run(services.current())) + _capture(lambda: reports.all_reports(has_status_query=services.current().unitel.has_status_query))
     counts = [q for q in queries if "count(" in q[0].lower() and "orders.payment_status" in q[0]
               and "orders.recharge_status" in q[0] and "recharge_at" not in q[0]]
     oldest = [q for q in queries if q[0].lstrip().startswith("SELECT orders.recharge_at")]
@@ -108,7 +109,7 @@ def test_sweep_refund_query_selection_uses_its_index(big_table, sandbox):
         c.execute(sa.text("UPDATE orders SET payment_status = 'refunding', recharge_status = 'failed', "
                           "refund_requested_at = NOW() - INTERVAL 1 DAY WHERE id % 1500 = 7"))
         c.execute(sa.text("ANALYZE TABLE orders"))
-    queries = [q for q in _capture(sweep.run) if "refund_requested_at <" in q[0]]
+    queries = [q for q in _capture(lambda: sweep.run(services.current())) if "refund_requested_at <" in q[0]]
     assert queries
     _assert_indexed(queries)
 
@@ -124,7 +125,7 @@ def test_the_days_reconciliation_queries_use_indexes(big_table, sandbox):
                           "WHERE id % 4000 = 2"))
         c.execute(sa.text("ANALYZE TABLE orders"))
     sandbox.bill_extra(date=day.strftime("%Y%m%d"), outTradeNo="ORD" + "7".zfill(20), totalFee=1050)
-    queries = _capture(lambda: reconcile.run(day))
+    queries = _capture(lambda: reconcile.run(services.current(), day))
     sent = " ".join(s for s, _ in queries)
     assert "orders.paid_at" in sent and "orders.refunded_at" in sent and "order_number IN" in sent
     _assert_indexed(queries)

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from conftest import REPO, TEST_DB_URL, mysql_only
+from elife import services
 from elife.config import normalize_database_url
 from elife.extensions import db
 
@@ -63,6 +64,6 @@ def test_the_sweep_purges_idempotency_keys_past_their_24_hours(app):
         db.session.add_all([IdempotencyKey(user_id=1, idem_key="old", created_at=utcnow() - timedelta(hours=25)),
                             IdempotencyKey(user_id=1, idem_key="new", created_at=utcnow())])
         db.session.commit()
-        sweep.run()
+        sweep.run(services.current())
         left = db.session.execute(sa.select(IdempotencyKey.idem_key)).scalars().all()
         assert left == ["new"]

@@ -115,7 +115,7 @@ def test_payment_creation_per_order(limited, ctx):
 def test_concurrent_hits_are_all_counted(app):
     """Eight requests at the same instant, each on its own connection: exactly five pass.
     The counter is one atomic upsert, so no hit is lost between workers or hosts."""
-    from elife.shop import limits
+    from elife import limits
     from elife.errors import RateLimited
     results = []
     barrier = threading.Barrier(8)

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import REPO, SEED_ORDER
+from elife import services
 from elife.extensions import db
 from elife.timeutil import utcnow
 
@@ -91,7 +92,7 @@ def test_the_breaker_gauge_says_open_while_it_is(client, ctx):
     from elife.clients.unitel import Answer
     from elife.fulfil import breaker
     for _ in range(client.application.config["SETTINGS"].BREAKER_FAILURES):
-        breaker.record(Answer("unknown", "http_502", "bad gateway", 502))
+        breaker.record(services.current().settings, Answer("unknown", "http_502", "bad gateway", 502))
     text = client.get("/metrics", headers=TOKEN).get_data(as_text=True)
     assert value(samples(text), "elife_breaker_open") == 1
 
@@ -142,7 +143,7 @@ def test_the_sweeps_summary_reaches_the_scrape(app, client, customer, sandbox, c
         c.execute(sa.text("UPDATE orders SET payment_status = 'paid', paid_at = :t WHERE order_number = :n"),
                   {"t": utcnow() - timedelta(minutes=10), "n": n})
     started = time.time()
-    summary = sweep.run()
+    summary = sweep.run(services.current())
     assert summary.claimed == 1
     found = scrape(client)
     assert started <= value(found, "elife_sweep_last_run_timestamp_seconds") <= time.time()

@@ -73,7 +73,7 @@ def test_openids_and_idempotency_keys_are_case_sensitive(client):
     """Two WeChat users whose openids differ only in case are two customers, and an
     Idempotency-Key 'ABC' does not replay the order made with 'abc'."""
     from conftest import SEED_ORDER
-    from elife.api.auth import user_for_openid
+    from elife.shop.customers import user_for_openid
     from elife.extensions import db as _db
     app = client.application
     with app.app_context():

@@ -98,13 +98,14 @@ def test_errors_are_described_in_the_one_error_shape(spec):
 def test_the_described_limits_are_the_codes(spec):
     """Patterns and bounds come from the code's own constants."""
     from elife.api import common, orders
+    from elife.shop import catalog
     from elife.api.openapi import build_spec, trimmed
     from elife.config import load_settings
     # Without the catalogue (the database), the fields' own patterns.
     plain = build_spec(load_settings(environ={}))
     body = plain["components"]["schemas"]["OrderRequest"]["properties"]
     assert re.search(body["productOperator"]["pattern"], "UNITEL")
-    assert body["productCode"]["pattern"] == trimmed(orders._CODE)
+    assert body["productCode"]["pattern"] == trimmed(catalog.PRODUCT_CODE)
     # With it (as served): which codes go with which type.
     branches = spec["components"]["schemas"]["OrderRequest"]["anyOf"]
     voice = next(b["properties"] for b in branches if re.search(b["properties"]["rechargeType"]["pattern"], "VOICE"))

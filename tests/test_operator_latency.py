@@ -21,6 +21,7 @@ import requests
 import sqlalchemy as sa
 
 from conftest import REPO, SEED_ORDER, free_port, mysql_only, order_row, stop, wait_http, wait_settled
+from elife import services
 from elife.extensions import db
 from elife.fulfil import breaker, sweep
 from elife.models import Order
@@ -227,8 +228,8 @@ def test_the_breaker_opens_everywhere_half_opens_and_closes(settings_env, make_a
         # The sweep asks about the unclear ones: the operator answers, the breaker closes.
         sweeper = make_app(BREAKER_FAILURES="3", BREAKER_COOLDOWN_SECONDS="3", SWEEP_STUCK_SECONDS="0")
         with sweeper.app_context():
-            sweep.run()
-            assert breaker.state()[0] == breaker.CLOSED
+            sweep.run(services.current())
+            assert breaker.state(services.current().settings)[0] == breaker.CLOSED
     finally:
         service.close()
     log = (Path(settings_env["LOG_DIR"]) / "combined.log").read_text(encoding="utf-8")
@@ -254,14 +255,14 @@ def test_while_open_a_paid_order_waits_unclaimed_and_the_sweep_delivers_it(make_
     # The sweep leaves it while the breaker is open...
     with app.app_context():
         age_paid(n)
-        sweep.run()
+        sweep.run(services.current())
     assert order_row(n)["recharge_status"] == "pending" and sandbox.log() == []
     # ...and delivers it once the breaker half-opens.
     with app.app_context():
         with db.engine.begin() as c:
             c.execute(sa.text("UPDATE operator_breakers SET opened_at = :t"), {"t": utcnow() - timedelta(seconds=61)})
-        sweep.run()
-        assert breaker.state()[0] == breaker.CLOSED
+        sweep.run(services.current())
+        assert breaker.state(services.current().settings)[0] == breaker.CLOSED
     assert order_row(n)["recharge_status"] == "success"
     assert [e["requestId"] for e in sandbox.log()] == [n]
     assert sandbox.refunds() == []
@@ -271,18 +272,18 @@ def test_a_definite_refusal_does_not_count_and_a_success_resets_the_count(make_a
     app = make_app(BREAKER_FAILURES="2")
     from elife.clients.unitel import Answer
     with app.app_context():
-        breaker.record(Answer("unknown", "http_502", "", 502))
-        breaker.record(Answer("failed", "1001", "not in service", 200))  # the operator is there
-        assert breaker.state()[0] == breaker.CLOSED
-        breaker.record(Answer("unknown", "ReadTimeout", "", None))
-        assert breaker.state()[0] == breaker.CLOSED, "the refusal reset the count: one outage since"
-        breaker.record(Answer("unknown", "ConnectionError", "", None))
-        assert breaker.state()[0] == breaker.OPEN, "two outages in a row"
-        breaker.record(Answer("success", "0000", "", 200))
-        assert breaker.state()[0] == breaker.CLOSED
-        breaker.record(Answer("unknown", "7777", "processing", 200))  # an answer we do not know
-        breaker.record(Answer("unknown", "7777", "processing", 200))
-        assert breaker.state()[0] == breaker.CLOSED, "the operator answered: not an outage"
+        breaker.record(services.current().settings, Answer("unknown", "http_502", "", 502))
+        breaker.record(services.current().settings, Answer("failed", "1001", "not in service", 200))  # the operator is there
+        assert breaker.state(services.current().settings)[0] == breaker.CLOSED
+        breaker.record(services.current().settings, Answer("unknown", "ReadTimeout", "", None))
+        assert breaker.state(services.current().settings)[0] == breaker.CLOSED, "the refusal reset the count: one outage since"
+        breaker.record(services.current().settings, Answer("unknown", "ConnectionError", "", None))
+        assert breaker.state(services.current().settings)[0] == breaker.OPEN, "two outages in a row"
+        breaker.record(services.current().settings, Answer("success", "0000", "", 200))
+        assert breaker.state(services.current().settings)[0] == breaker.CLOSED
+        breaker.record(services.current().settings, Answer("unknown", "7777", "processing", 200))  # an answer we do not know
+        breaker.record(services.current().settings, Answer("unknown", "7777", "processing", 200))
+        assert breaker.state(services.current().settings)[0] == breaker.CLOSED, "the operator answered: not an outage"
 
 
 # -- orders expire -------------------------------------------------------------------------------
@@ -297,7 +298,7 @@ def test_an_expired_order_is_409_and_closed_by_the_sweep(make_app, app, sandbox,
     r = client.post("/payment/create", json={"orderNumber": n}, headers=buyer)
     assert r.status_code == 409 and r.get_json()["error"]["code"] == "order_expired"
     with app.app_context():
-        sweep.run()
+        sweep.run(services.current())
     for number in (n, never_paid):
         row = order_row(number)
         assert (row["payment_status"], row["recharge_status"]) == ("closed", "pending")
@@ -319,14 +320,14 @@ def test_an_expired_order_wechat_took_money_for_is_delivered_not_closed(make_app
         c.execute(sa.update(Order).where(Order.order_number == n)
                   .values(payment_created_at=utcnow() - timedelta(seconds=3 * 7200)))
     with app.app_context():
-        sweep.run()
+        sweep.run(services.current())
     row = order_row(n)
     assert (row["payment_status"], row["recharge_status"], row["closed_at"]) == ("paid", "success", None)
     assert [e["requestId"] for e in sandbox.log()] == [n]
     # A paid order is never closed, however old.
     age_created(n, 10 * 7200)
     with app.app_context():
-        sweep.run()
+        sweep.run(services.current())
     assert order_row(n)["payment_status"] == "paid"
 
 
@@ -366,8 +367,8 @@ def login_as(client, code):
 def open_breaker(app):
     from elife.clients.unitel import Answer
     for _ in range(app.config["SETTINGS"].BREAKER_FAILURES):
-        breaker.record(Answer("unknown", "http_502", "bad gateway", 502))
-    assert breaker.state()[0] == breaker.OPEN
+        breaker.record(services.current().settings, Answer("unknown", "http_502", "bad gateway", 502))
+    assert breaker.state(services.current().settings)[0] == breaker.OPEN
 
 
 def age_created(n, seconds):

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import SEED_ORDER, login, order_row, row_counts
+from elife import services
 from elife.clients.wechat import WeChatClient, refund_number
 from elife.extensions import db
 
@@ -623,7 +624,7 @@ def test_a_wrong_notice_of_a_right_payment_is_paid_by_the_sweep(client, customer
     with db.engine.begin() as c:  # past the sweep's grace
         c.execute(sa.text("UPDATE orders SET payment_created_at = :t WHERE order_number = :n"),
                   {"t": utcnow() - timedelta(minutes=5), "n": n})
-    sweep.run()
+    sweep.run(services.current())
     row = order_row(n)
     assert (row["payment_status"], row["recharge_status"], row["anomaly_reason"]) == ("paid", "success", None)
     assert len(sandbox.submits_for(n)) == 1

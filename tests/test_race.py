@@ -8,6 +8,7 @@ import requests
 import sqlalchemy as sa
 
 from conftest import mysql_only, wait_settled
+from elife import services
 from elife.fulfil import sweep
 from elife.extensions import db
 from elife.models import Order
@@ -42,7 +43,7 @@ def test_callback_and_sweep_race_for_one_order(live, sandbox, app):
             with app.app_context():
                 start.wait()
                 time.sleep(random.uniform(0, 0.03))  # let either side be first
-                summaries.append(sweep.run())
+                summaries.append(sweep.run(services.current()))
                 db.session.remove()
 
         threads = [threading.Thread(target=deliver), threading.Thread(target=run_sweep)]

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from conftest import SEED_ORDER, mysql_only, order_row
+from elife import services
 from elife.fulfil import recharge, refunds
 from elife.clients import unitel
 from elife.extensions import db
@@ -77,7 +78,7 @@ def run(entry_point, *args, **kwargs):
     context and its session; a transaction left open there would show this call an old
     snapshot on MariaDB.)"""
     with current_app._get_current_object().app_context():
-        return entry_point(*args, **kwargs)
+        return entry_point(services.current(), *args, **kwargs)
 
 
 def update(n, **values):
@@ -352,7 +353,7 @@ def test_callbacks_and_sweeps_claiming_at_the_same_instant_submit_once(app, clie
         try:
             with app.app_context():
                 barrier.wait(10)
-                results.append(recharge.recharge_paid_order(n, actor))
+                results.append(recharge.recharge_paid_order(services.current(), n, actor))
         except Exception as exc:  # noqa: BLE001 -- reported below
             errors.append(exc)
 

@@ -10,6 +10,7 @@ import os
 import signal
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ import sqlalchemy as sa
 from conftest import mysql_only, order_row, wait_settled
 from elife.fulfil import recharge, refunds
 from elife.extensions import db
+from elife.timeutil import utcnow
 from elife.models import Order
 from test_recharge import age_claim, double_topups, kinds, log_lines, operator_calls, refunds_for, run
 
@@ -239,7 +241,7 @@ def stuck_processing():
     with db.engine.connect() as c:
         return c.execute(
             sa.select(Order.order_number)
-            .where(Order.recharge_status == "processing", Order.recharge_at < recharge.stuck_cutoff())
+            .where(Order.recharge_status == "processing", Order.recharge_at < utcnow() - timedelta(seconds=300))  # SWEEP_STUCK_SECONDS
             .order_by(Order.recharge_at, Order.id)).scalars().all()
 
 

@@ -19,6 +19,8 @@ import sqlalchemy as sa
 from flask import current_app
 
 from conftest import REPO, SEED_ORDER, order_row
+from elife import services
+from elife.api.views.admin import found_break
 from elife.clients.wechat import Bill, BillFormatError, BillNotReady, WeChatClient, parse_bill, yuan_to_fen
 from elife.extensions import db
 from elife.fulfil import reconcile
@@ -160,7 +162,7 @@ def test_the_bill_day_is_a_china_day_in_our_utc_times(client, customer, sandbox,
     sandbox.bill_extra(date="20260118", outTradeNo=early, totalFee=FEE, time="00:00:00")
 
     for day, n in ((date(2026, 1, 17), late), (date(2026, 1, 18), early)):
-        result = reconcile.run(day)
+        result = reconcile.run(services.current(), day)
         assert (result.status, result.breaks) == ("balanced", []), (day, kinds_of(result))
         assert (result.ours["trades"], result.ours["tradeFee"]) == (1, FEE), day
         assert (result.wechat["trades"], result.wechat["tradeFee"]) == (1, FEE), day
@@ -198,7 +200,7 @@ def test_every_break_kind(client, customer, sandbox, ctx):
     # A row counted in the bill's totals but missing from its rows.
     sandbox.bill_extra(date=d, outTradeNo="WX-CUT-0000000000001", totalFee=100, listed=False)
 
-    result = reconcile.run(today)
+    result = reconcile.run(services.current(), today)
     found = kinds_of(result)
     totals = found.pop(("totals_mismatch", None))
     assert found == {
@@ -229,7 +231,7 @@ def test_a_payment_whose_notice_was_lost_is_found_by_the_bill_and_recharged_once
     assert sandbox.pay(n, notify=False).json() == {"paid": True, "notified": False}  # the notice is lost
     today = reconcile.china_today()
 
-    result = reconcile.run(today)
+    result = reconcile.run(services.current(), today)
     assert kinds_of(result) == {("paid_at_wechat_only", n): (None, FEE)}
     assert result.recovered == [n] and result.status == "breaks"
     row = order_row(n)
@@ -238,7 +240,7 @@ def test_a_payment_whose_notice_was_lost_is_found_by_the_bill_and_recharged_once
     [(kind, number, _, _, by)] = day_breaks(today)
     assert (kind, number, by) == ("paid_at_wechat_only", n, "reconcile"), "closed with what was done"
 
-    again = reconcile.run(today)  # and again: nothing more is sent
+    again = reconcile.run(services.current(), today)  # and again: nothing more is sent
     assert (again.breaks, again.recovered, again.status) == ([], [], "balanced")
     assert len(sandbox.submits_for(n)) == 1
     assert len(day_breaks(today)) == 1, "the resolved break is kept"
@@ -249,7 +251,7 @@ def test_a_refund_still_refunding_that_the_bill_shows_done_is_settled_by_its_que
     n = pay_through_callback(client, sandbox, customer, "89400021", "fail")
     assert order_row(n)["payment_status"] == "refunding"
     assert sandbox.refund_settle(n, "SUCCESS", notify=False).status_code == 200  # its notice lost
-    result = reconcile.run(reconcile.china_today())
+    result = reconcile.run(services.current(), reconcile.china_today())
     assert result.breaks == [] and order_row(n)["payment_status"] == "refunded"
 
 
@@ -259,27 +261,27 @@ def test_a_rerun_replaces_open_breaks_and_keeps_resolved_ones(client, customer, 
     today = reconcile.china_today()
     for no, fee in (("WX-STRANGER-A", 100), ("WX-STRANGER-B", 200)):
         sandbox.bill_extra(date=ymd(today), outTradeNo=no, totalFee=fee)
-    first = reconcile.run(today)
-    second = reconcile.run(today)
-    assert [b.as_json() for b in first.breaks] == [b.as_json() for b in second.breaks]
+    first = reconcile.run(services.current(), today)
+    second = reconcile.run(services.current(), today)
+    assert [found_break(b) for b in first.breaks] == [found_break(b) for b in second.breaks]
     assert len(day_breaks(today)) == 2, "replaced, not added"
 
     a, b = break_id("WX-STRANGER-A"), break_id("WX-STRANGER-B")
     r = client.post(f"/admin/reconciliations/{ymd(today)}/breaks/{a}/resolve", headers=ADMIN,
                     data={"name": "Bat", "note": "a test trade of the merchant platform"})
     assert r.status_code == 303
-    third = reconcile.run(today)
+    third = reconcile.run(services.current(), today)
     assert [b.order_number for b in third.breaks] == ["WX-STRANGER-B"] and third.kept_resolved == 1
     rows = day_breaks(today)
     assert [(k, n, by) for k, n, _, _, by in rows] == [("paid_at_wechat_only", "WX-STRANGER-A", "admin:Bat"),
                                                        ("paid_at_wechat_only", "WX-STRANGER-B", None)]
     assert break_id("WX-STRANGER-B") == b, "an open break found again keeps its row"
-    fourth = reconcile.run(today)
-    assert [x.as_json() for x in fourth.breaks] == [x.as_json() for x in third.breaks]
+    fourth = reconcile.run(services.current(), today)
+    assert [found_break(x) for x in fourth.breaks] == [found_break(x) for x in third.breaks]
     # The bill corrected (here: the sandbox forgets the rows): the open break goes, the
     # resolved one stays with its note.
     sandbox.reset()
-    last = reconcile.run(today)
+    last = reconcile.run(services.current(), today)
     assert (last.status, last.breaks) == ("balanced", [])
     assert [(k, n, by) for k, n, _, _, by in day_breaks(today)] == [("paid_at_wechat_only", "WX-STRANGER-A", "admin:Bat")]
 
@@ -356,7 +358,7 @@ def test_crontab_runs_the_reconciliation_daily_at_1030_china_time(app, ctx, sand
 def test_admin_lists_the_days_and_resolves_a_break_with_a_note(client, sandbox, ctx):
     today = reconcile.china_today()
     sandbox.bill_extra(date=ymd(today), outTradeNo="WX-STRANGER-D", totalFee=400)
-    reconcile.run(today)
+    reconcile.run(services.current(), today)
     page = client.get("/admin", headers=ADMIN).get_data(as_text=True)
     assert f'id="last-reconciled">{today}<' in page and f'href="/admin/reconciliations/{ymd(today)}"' in page
     day = client.get(f"/admin/reconciliations/{ymd(today)}.json", headers=ADMIN).get_json()
@@ -388,18 +390,18 @@ def test_admin_lists_the_days_and_resolves_a_break_with_a_note(client, sandbox, 
 
 def test_an_unreconciled_day_older_than_two_days_is_an_alert(client, customer, sandbox, ctx):
     today = reconcile.china_today()
-    rep = reports.all_reports()
+    rep = reports.all_reports(has_status_query=services.current().unitel.has_status_query)
     assert rep["reconciliation"]["alert"] is False and rep["reconciliation"]["lastDay"] is None
     n = client.post("/orders", json=SEED_ORDER, headers=customer).get_json()["orderNumber"]
     old = today - timedelta(days=3)
     set_order(n, created_at=reconcile.utc_window(old)[0] + timedelta(hours=1))
-    rep = reports.all_reports()
+    rep = reports.all_reports(has_status_query=services.current().unitel.has_status_query)
     assert rep["reconciliation"]["unreconciledDays"] == [str(old)] and rep["alert"] is True
     assert "never reconciled: " + str(old) in reports.as_table(rep)
     # Two days old is not yet late.
     set_order(n, created_at=reconcile.utc_window(today - timedelta(days=2))[0] + timedelta(hours=1))
-    assert reports.all_reports()["reconciliation"]["alert"] is False
+    assert reports.all_reports(has_status_query=services.current().unitel.has_status_query)["reconciliation"]["alert"] is False
     set_order(n, created_at=reconcile.utc_window(old)[0] + timedelta(hours=1))
-    reconcile.run(old)
-    rc = reports.all_reports()["reconciliation"]
+    reconcile.run(services.current(), old)
+    rc = reports.all_reports(has_status_query=services.current().unitel.has_status_query)["reconciliation"]
     assert (rc["alert"], rc["lastDay"], rc["state"], rc["unreconciledDays"]) == (False, str(old), "balanced", [])

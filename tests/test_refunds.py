@@ -12,6 +12,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from conftest import login, order_row, row_counts, wait_settled
+from elife import services
 from elife.extensions import db
 from elife.fulfil import sweep
 from elife.models import Order, PaymentNotice
@@ -91,19 +92,19 @@ def test_a_refund_accepted_is_refunding_until_the_notice_is_confirmed(live, sand
 
 def test_a_refund_whose_notice_is_lost_is_confirmed_by_the_sweeps_query(client, sandbox, customer, ctx):
     n = failed_and_refunding(client, sandbox, customer, "89300002")
-    assert sweep.run().by_selection["refunding"] == 0, "accepted just now: within SWEEP_GRACE_SECONDS"
+    assert sweep.run(services.current()).by_selection["refunding"] == 0, "accepted just now: within SWEEP_GRACE_SECONDS"
     age_refund(n)
-    s = sweep.run()  # WeChat still PROCESSING: nothing changes
+    s = sweep.run(services.current())  # WeChat still PROCESSING: nothing changes
     assert s.by_selection["refunding"] == 1 and order_row(n)["payment_status"] == "refunding"
 
     assert sandbox.refund_settle(n, "SUCCESS", notify=False).json() == {"settled": "SUCCESS", "notified": False}
-    s = sweep.run()
+    s = sweep.run(services.current())
     row = order_row(n)
     assert (row["payment_status"], row["recharge_status"]) == ("refunded", "failed")
     assert s.by_selection["refunding"] == 1 and s.settled == 1
     [refund] = refunds_for(sandbox, n)
     assert refund["requests"] == 1, "asked, never refunded again"
-    assert sweep.run().by_selection["refunding"] == 0
+    assert sweep.run(services.current()).by_selection["refunding"] == 0
     assert kinds(n)[-1] == ("refund_query", "success")
 
 
@@ -123,7 +124,7 @@ def test_a_closed_refund_is_flagged_and_refunded_again_only_by_a_person(live, cl
     assert live.get_order(headers, n)["paymentStatus"] == "paid"
 
     age_refund(n)
-    sweep.run()  # a refund WeChat closed is not sent again on its own
+    sweep.run(services.current())  # a refund WeChat closed is not sent again on its own
     [refund] = refunds_for(sandbox, n)
     assert (refund["status"], refund["requests"]) == ("REFUNDCLOSE", 1)
 
@@ -149,13 +150,13 @@ def test_a_refused_refund_request_is_flagged_with_wechats_words_and_waits_for_a_
 
     sandbox.refund_mode("success")
     for _ in range(2):
-        assert sweep.run().by_selection["refund_pending"] == 0
+        assert sweep.run(services.current()).by_selection["refund_pending"] == 0
     assert kinds(n) == [("submit", "failed"), ("refund", "failed")], "the sweep never asks again"
 
     r = client.post(f"/admin/orders/{n}/resolve", headers={**ADMIN, **JSON},
                     data={"name": "Bat", "note": "refunded by hand in the merchant platform", "reason": "refund_failed"})
     assert r.status_code == 303
-    sweep.run()
+    sweep.run(services.current())
     row = order_row(n)
     assert (row["payment_status"], row["anomaly_reason"]) == ("paid", None)
     assert refunds_for(sandbox, n) == [] and kinds(n) == [("submit", "failed"), ("refund", "failed")]
@@ -167,7 +168,7 @@ def test_wechat_not_reached_is_retried_by_the_sweep(client, sandbox, customer, c
     row = order_row(n)
     assert (row["payment_status"], row["anomaly_reason"], row["refund_requested_at"]) == ("paid", "refund_failed", None)
     sandbox.wechat_down()
-    assert sweep.run().by_selection["refund_pending"] == 1
+    assert sweep.run(services.current()).by_selection["refund_pending"] == 1
     assert order_row(n)["payment_status"] == "refunded"
 
 

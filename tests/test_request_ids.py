@@ -12,6 +12,7 @@ import requests
 import sqlalchemy as sa
 
 from conftest import SEED_ORDER, wait_settled
+from elife import services
 from elife import logs
 from elife.extensions import db
 
@@ -82,7 +83,7 @@ def test_lines_outside_a_request_carry_no_id(app, client, log_dir):
     client.get("/health", headers={"X-Request-Id": "before-sweep"})
     from elife.fulfil import sweep
     with app.app_context():
-        sweep.run()
+        sweep.run(services.current())
     line = lines_with(log_dir, "event=sweep_summary")[-1]
     assert "req=" not in line
     assert logs.current_request_id() is None

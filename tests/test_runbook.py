@@ -216,7 +216,7 @@ def test_commands_named_in_plain_blocks_exist(doc_blocks):
     migration revisions and files."""
     from flask_migrate.cli import db as db_group
 
-    from elife.ops.cli import elife_cli
+    from elife.cli import elife_cli
 
     text = "".join(b.body for b in doc_blocks if b.is_bash)
     groups = {"elife": set(elife_cli.commands), "db": set(db_group.commands)}

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import REPO, free_port, mysql_only, order_row
+from elife import services
 from elife.fulfil import sweep
 from elife.extensions import db
 from elife.models import Order, User
@@ -56,18 +57,18 @@ def _bulk_due_orders(count, phone="88000000"):
 
 def test_paid_unclaimed_order_is_recharged_once(app, ctx, sandbox):
     [n] = _bulk_due_orders(1)
-    s = sweep.run()
+    s = sweep.run(services.current())
     assert order_row(n)["recharge_status"] == "success"
     assert len(sandbox.submits_for(n)) == 1
     assert (s.found, s.claimed, s.settled) == (1, 1, 1)
-    s2 = sweep.run()
+    s2 = sweep.run(services.current())
     assert s2.found == 0 and len(sandbox.submits_for(n)) == 1
 
 
 def test_paid_order_inside_grace_is_left_to_its_callback(app, ctx, sandbox):
     [n] = _bulk_due_orders(1)
     _set(n, paid_at=utcnow())
-    assert sweep.run().found == 0
+    assert sweep.run(services.current()).found == 0
     assert order_row(n)["recharge_status"] == "pending" and sandbox.submits_for(n) == []
 
 
@@ -75,13 +76,13 @@ def test_lost_callback_is_found_paid_and_recharged_once(app, ctx, client, custom
     n = _paid_order(client, customer, sandbox, notify=False)
     assert order_row(n)["payment_status"] == "unpaid"
     _set(n, payment_created_at=utcnow() - LONG_AGO)
-    s = sweep.run()
+    s = sweep.run(services.current())
     row = order_row(n)
     assert (row["payment_status"], row["recharge_status"]) == ("paid", "success")
     assert row["transaction_id"]
     assert len(sandbox.submits_for(n)) == 1
     assert s.claimed == 1
-    sweep.run()
+    sweep.run(services.current())
     assert len(sandbox.submits_for(n)) == 1
 
 
@@ -90,7 +91,7 @@ def test_unpaid_order_stays_unpaid(app, ctx, client, customer, sandbox):
     n = client.post("/orders", json=SEED_ORDER, headers=customer).get_json()["orderNumber"]
     client.post("/payment/create", json={"orderNumber": n}, headers=customer)
     _set(n, payment_created_at=utcnow() - LONG_AGO)
-    s = sweep.run()
+    s = sweep.run(services.current())
     assert order_row(n)["payment_status"] == "unpaid"
     assert s.skipped == 1 and sandbox.submits_for(n) == []
 
@@ -103,9 +104,9 @@ def test_unknown_order_is_settled_by_the_status_query(app, ctx, client, customer
     assert r.get_json()["errcode"] == 0
     assert order_row(n)["recharge_status"] == "unknown"
     sandbox.mode("success")
-    assert sweep.run().found == 0  # unclear orders wait SWEEP_STUCK_SECONDS after the claim
+    assert sweep.run(services.current()).found == 0  # unclear orders wait SWEEP_STUCK_SECONDS after the claim
     _set(n, recharge_at=utcnow() - LONG_AGO)
-    s = sweep.run()
+    s = sweep.run(services.current())
     row = order_row(n)
     assert row["recharge_status"] == "success" and row["anomaly_reason"] is None
     assert len(sandbox.submits_for(n)) == 1  # settled by asking, not by sending again
@@ -118,7 +119,7 @@ def test_stuck_processing_never_received_is_resubmitted_once(make_app, app, sand
         [n] = _bulk_due_orders(1)
         # A worker claimed it and died before its request left: the operator never saw it.
         _set(n, recharge_status="processing", recharge_at=utcnow() - LONG_AGO, submit_count=1, version=1)
-        s = sweep.run()
+        s = sweep.run(services.current())
         row = order_row(n)
         assert row["recharge_status"] == "success" and row["submit_count"] == 2
         assert len(sandbox.submits_for(n)) == 1 and s.claimed == 1
@@ -130,7 +131,7 @@ def test_stuck_processing_never_received_is_resubmitted_once(make_app, app, sand
 def test_processing_younger_than_stuck_is_left_alone(app, ctx, sandbox):
     [n] = _bulk_due_orders(1)
     _set(n, recharge_status="processing", recharge_at=utcnow(), submit_count=1, version=1)
-    assert sweep.run().found == 0
+    assert sweep.run(services.current()).found == 0
     assert order_row(n)["recharge_status"] == "processing"
 
 
@@ -143,7 +144,7 @@ def test_failed_refund_is_retried_by_the_sweep(app, ctx, client, customer, sandb
     row = order_row(n)
     assert (row["payment_status"], row["recharge_status"], row["anomaly_reason"]) == ("paid", "failed", "refund_failed")
     sandbox.wechat_down()
-    sweep.run()
+    sweep.run(services.current())
     row = order_row(n)
     assert row["payment_status"] == "refunded" and row["anomaly_reason"] is None
     assert len(sandbox.refunds()) == 1 and len(sandbox.submits_for(n)) == 1
@@ -172,7 +173,7 @@ def test_keyset_paging_does_not_skip_rows_that_the_seed_offset_loop_skips(make_a
         db.session.execute(sa.update(Order).where(Order.order_number.in_(numbers))
                            .values(recharge_status="pending", recharge_at=None))
         db.session.commit()
-        s = sweep.run()
+        s = sweep.run(services.current())
         assert s.found == 25 and s.settled == 25
         assert {e["requestId"] for e in sandbox.log()} == set(numbers)
 
@@ -181,7 +182,7 @@ def test_sweep_stops_at_its_time_limit(make_app, app, sandbox):
     app = make_app(SWEEP_MAX_SECONDS=0)
     with app.app_context():
         _bulk_due_orders(3)
-        s = sweep.run()
+        s = sweep.run(services.current())
         assert s.stopped_early and s.found == 0
 
 
@@ -310,7 +311,7 @@ def test_trade_refunded_at_wechat_is_never_marked_paid(app, ctx, client, custome
     WeChatClient(app.config["SETTINGS"]).refund(order_number=n, total_fee=order_row(n)["total_fee"],
                                                 reason="out of band")
     _set(n, payment_created_at=utcnow() - LONG_AGO)
-    s = sweep.run()
+    s = sweep.run(services.current())
     assert order_row(n)["payment_status"] == "unpaid" and sandbox.submits_for(n) == []
     assert s.skipped == 1
 
@@ -323,7 +324,7 @@ def test_a_lost_request_is_flagged_once_not_every_minute(make_app, app, sandbox,
         # request: only a person can decide, and the sweep then leaves the order alone.
         _set(n, recharge_status="processing", recharge_at=utcnow() - LONG_AGO, submit_count=2, version=3)
         for _ in range(3):
-            sweep.run()
+            sweep.run(services.current())
         row = order_row(n)
         assert row["recharge_status"] == "unknown" and row["anomaly_reason"] == "operator_lost_request"
         assert row["anomaly_details"].count("operator_lost_request") == 1
@@ -339,7 +340,7 @@ def test_stuck_processing_with_no_clear_answer_becomes_unknown_and_flagged(make_
     with app.app_context():
         [n] = _bulk_due_orders(1)
         _set(n, recharge_status="processing", recharge_at=utcnow() - LONG_AGO, submit_count=1, version=1)
-        sweep.run()
+        sweep.run(services.current())
         row = order_row(n)
         assert (row["recharge_status"], row["anomaly_reason"]) == ("unknown", "recharge_unknown")
         assert row["submit_count"] == 1 and sandbox.submits_for(n) == []
@@ -354,7 +355,7 @@ def test_housekeeping_drops_admin_sessions_past_their_12_hours(app, ctx):
                                      expires_at=now - timedelta(hours=1)),
                         AdminSession(sid="live", actor="admin", created_at=now, expires_at=now + timedelta(hours=12))])
     db.session.commit()
-    sweep.run()
+    sweep.run(services.current())
     assert db.session.execute(sa.select(AdminSession.sid)).scalars().all() == ["live"]
 
 
@@ -377,11 +378,11 @@ def test_housekeeping_purges_old_notices_but_a_flagged_orders(app, ctx):
     now = utcnow()
     old, recent = now - timedelta(days=181), now - timedelta(days=179)
     _notice_rows((plain, old), (plain, recent), (flagged, old), ("ORD-NOT-OURS", old), ("ORD-NOT-OURS", recent))
-    sweep.run()
+    sweep.run(services.current())
     assert _notices_left() == sorted([(plain, recent), (flagged, old), ("ORD-NOT-OURS", recent)])
     # Resolved: its old notices go with the next run.
     _set(flagged, anomaly_reason=None)
-    sweep.run()
+    sweep.run(services.current())
     assert (flagged, old) not in _notices_left()
 
 
@@ -390,8 +391,8 @@ def test_the_notice_purge_works_in_bounded_batches(make_app, app, sandbox):
     with app.app_context():
         long_ago = utcnow() - timedelta(days=2)
         _notice_rows(*[(f"ORD{i:010d}", long_ago + timedelta(seconds=i)) for i in range(25)])
-        assert sweep.purge_old_notices(utcnow(), batch=10, batches=2) == 20
+        assert sweep.purge_old_notices(services.current().settings, utcnow(), batch=10, batches=2) == 20
         left = _notices_left()
         assert [n for n, _ in left] == [f"ORD{i:010d}" for i in range(20, 25)]  # oldest went first
-        assert sweep.purge_old_notices(utcnow(), batch=10, batches=2) == 5
+        assert sweep.purge_old_notices(services.current().settings, utcnow(), batch=10, batches=2) == 5
         assert _notices_left() == []

@@ -15,6 +15,7 @@ import requests
 import sqlalchemy as sa
 
 from conftest import SEED_ORDER, login, order_row, row_counts
+from elife import services
 from elife.clients import unitel
 from elife.extensions import db
 from elife.fulfil import state, sweep
@@ -217,7 +218,7 @@ def test_unclear_with_a_status_query_is_settled_by_asking(app, client, sandbox, 
     eager = make_app(SWEEP_STUCK_SECONDS=0)
     with eager.app_context():
         assert order_row(n)["anomaly_reason"] == "recharge_unknown"
-        sweep.run()
+        sweep.run(services.current())
         row = order_row(n)
         assert (row["recharge_status"], row["anomaly_reason"]) == ("success", None)
         assert row["receipt_lottery"]
@@ -247,13 +248,13 @@ def test_unclear_without_a_status_query_is_flagged_and_never_sent_again(
     eager = make_app(UNITEL_STATUS_PATH="none", SWEEP_STUCK_SECONDS=0)
     with eager.app_context():
         for _ in range(3):
-            summary = sweep.run()
+            summary = sweep.run(services.current())
         assert len(sandbox.submits_for(n)) == submits, "never sent again"
         assert calls(sandbox, "/service/status") == [], "no status query is asked"
         assert kinds(n) == [("submit", "unknown")]
         assert summary.unconfirmed == 1 and "unconfirmed=1" in summary.line()
         assert "unknown" not in summary.by_selection
-        rep = reports.all_reports()
+        rep = reports.all_reports(has_status_query=services.current().unitel.has_status_query)
         assert rep["pending"]["unconfirmedCount"] == 1 and rep["pending"]["alert"] is True
     assert log_lines(log_dir, "awaiting_confirmation")
 
@@ -268,7 +269,7 @@ def test_a_worker_dead_mid_submit_without_a_status_query_goes_to_a_person(none_a
                               "'processing', recharge_at = :t, submit_count = 1, version = version + 2 "
                               "WHERE order_number = :n"), {"t": utcnow(), "n": n})
     with make_app(UNITEL_STATUS_PATH="none", SWEEP_STUCK_SECONDS=0).app_context():
-        sweep.run()
+        sweep.run(services.current())
         row = order_row(n)
     assert (row["recharge_status"], row["anomaly_reason"], row["submit_count"]) == ("unknown", state.CONFIRM, 1)
     assert "no answer recorded" in row["anomaly_details"]

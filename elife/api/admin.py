@@ -12,7 +12,7 @@ Without either, a 401: a JSON error, or the login page when the request prefers 
 
 Actions never change an order's state themselves: "ask the operator again", "refund"
 (again), and -- without a status query -- "mark delivered" and "fail and refund" go
-through recharge.py and refunds.py, "mark resolved" through anomalies.resolve. Each
+through recharge.py and refunds.py, "mark resolved" through state.resolve. Each
 leaves an order_events row with who (admin, or admin:<name>) and why (the note).
 The reconciliation's days (/admin/reconciliations/<YYYYMMDD>) list their breaks; a
 person closes one with a note (fulfil/reconcile.resolve_break).
@@ -25,29 +25,31 @@ from datetime import datetime
 from flask import (Blueprint, g, jsonify, make_response, redirect, render_template,
                    request, url_for)
 
-from .. import config
+from .. import limits, services
 from ..ops import admin_data, charts, reports
-from . import admin_session
-from ..fulfil import anomalies, audit, breaker, recharge, reconcile, refunds
-from ..shop import limits
+from . import admin_catalogue, admin_session
+from ..fulfil import audit, breaker, recharge, reconcile, refunds, state
 from ..errors import DomainError
 from .errors import ApiError, error_response, from_domain
 from ..extensions import db
 from ..logs import event
 from ..timeutil import iso, utcnow
-from .common import TRIM, client_ip, int_arg, order_number_or_404, query_arg
+from ..validators import clean_name
+from .admin_session import form_actor
+from .common import TRIM, client_ip, int_arg, order_number_or_404, prefers_html, query_arg
+from .views import admin as admin_view
+from .views.orders import receipt
 
 log = logging.getLogger("elife.admin")
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+# The rate and the catalogue (/admin/catalogue, /admin/rate, /admin/products...): a blueprint
+# of their own inside this one, so that who gets in, CSRF and the error pages are this one's.
+bp.register_blueprint(admin_catalogue.bp)
 
 NOTE_MAX = 1000
 OPEN_ENDPOINTS = ("admin.login_form", "admin.login")
 WWW_AUTHENTICATE = 'Bearer realm="elife-admin"'
-
-
-def prefers_html():
-    return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
 
 
 # -- who gets in -----------------------------------------------------------------------------
@@ -58,11 +60,12 @@ def require_admin():
     g.admin_session = None
     if request.endpoint in OPEN_ENDPOINTS:
         return None
+    settings = services.current().settings
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
-        limits.admin_locked_out(client_ip())
+        limits.admin_locked_out(settings, client_ip())
         if not admin_session.token_matches(header[len("Bearer "):].strip()):
-            _auth_failed("bearer")
+            _auth_failed(settings, "bearer")
             raise ApiError(403, "forbidden", "this token may not use the admin page")
         return None
     session = admin_session.read_cookie(request.cookies.get(admin_session.COOKIE_NAME))
@@ -78,10 +81,10 @@ def require_admin():
     return None
 
 
-def _auth_failed(via):
+def _auth_failed(settings, via):
     """A wrong admin token, counted against the address (RateLimited once past the limit)."""
     event(log, logging.WARNING, "admin_auth_failed", via=via, ip=client_ip(), path=request.path)
-    limits.admin_failure(client_ip())
+    limits.admin_failure(settings, client_ip())
 
 
 @bp.errorhandler(DomainError)
@@ -149,19 +152,20 @@ def login_form():
 
 @bp.post("/login")
 def login():
-    limits.admin_locked_out(client_ip())
+    settings = services.current().settings
+    limits.admin_locked_out(settings, client_ip())
     token = request.form.get("token", "")
     next_url = admin_session.safe_next(request.form.get("next"))
     if not admin_session.token_matches(token.strip()):
-        _auth_failed("form")
+        _auth_failed(settings, "form")
         if prefers_html():
             return _login_page(error="That is not the admin token.", next_url=next_url), 403
         raise ApiError(403, "forbidden", "this token may not use the admin page")
-    name = admin_session.clean_name(request.form.get("name", ""))
+    name = clean_name(request.form.get("name", ""))
     resp = redirect(next_url, 303)
     resp.set_cookie(admin_session.COOKIE_NAME, admin_session.new_cookie_value(name),
                     max_age=admin_session.MAX_AGE, path=admin_session.COOKIE_PATH,
-                    httponly=True, samesite="Strict", secure=_secure_cookie())
+                    httponly=True, samesite="Strict", secure=_secure_cookie(settings))
     event(log, logging.INFO, "admin_login", actor=admin_session.actor_for(name), ip=client_ip())
     return resp
 
@@ -170,7 +174,7 @@ def login():
 def logout():
     resp = redirect(url_for("admin.login_form"), 303)
     resp.delete_cookie(admin_session.COOKIE_NAME, path=admin_session.COOKIE_PATH,
-                       httponly=True, samesite="Strict", secure=_secure_cookie())
+                       httponly=True, samesite="Strict", secure=_secure_cookie(services.current().settings))
     if g.admin_session:
         admin_session.revoke(g.admin_session)
         event(log, logging.INFO, "admin_logout", actor=admin_session.actor_for(g.admin_session["name"]),
@@ -178,10 +182,10 @@ def logout():
     return resp
 
 
-def _secure_cookie():
+def _secure_cookie(settings):
     """Always in production. Elsewhere when the request came over https, as our own
     server or trusted proxies (TRUSTED_PROXY_COUNT) say -- never a client's header."""
-    return config.current().is_production or request.is_secure
+    return settings.is_production or request.is_secure
 
 
 # -- the pages -------------------------------------------------------------------------------
@@ -194,46 +198,45 @@ def _window():
 def index():
     hours, days = _window()
     now = utcnow()
-    rep = reports.all_reports(hours=hours, days=days, now=now)
-    items, total = admin_data.anomalies()
-    status, opened_at, left = breaker.state()
+    rep = reports.all_reports(has_status_query=services.current().unitel.has_status_query, hours=hours, days=days, now=now)
+    rows, total = admin_data.anomalies()
+    status, opened_at, left = breaker.state(services.current().settings)
     return render_template("admin/index.html", rep=rep, charts=charts.all_charts(rep, now.date()),
-                           breaker={"state": status, "openedAt": iso(opened_at), "secondsLeft": int(left)},
-                           anomalies=items, anomaly_total=total, hours=hours, days=days,
-                           reconciliations=admin_data.reconciliation_days(),
+                           breaker=admin_view.breaker(status, opened_at, left),
+                           anomalies=[admin_view.anomaly(r) for r in rows], anomaly_total=total,
+                           hours=hours, days=days,
+                           reconciliations=[admin_view.reconciliation_day(rec, n)
+                                            for rec, n in admin_data.reconciliation_days()],
                            message=admin_session.read_message(query_arg("m")))
 
 
 @bp.get("/reports.json")
 def reports_json():
     hours, days = _window()
-    return jsonify(reports.all_reports(hours=hours, days=days))
+    return jsonify(reports.all_reports(has_status_query=services.current().unitel.has_status_query, hours=hours, days=days))
 
 
 @bp.get("/orders/<order_number>")
 def order_detail(order_number):
     detail = _detail_or_404(order_number)
-    return render_template("admin/order.html", d=detail, o=detail["order"],
+    return render_template("admin/order.html", d=detail, o=detail["order"], receipt=receipt(detail["order"]),
                            message=admin_session.read_message(query_arg("m")))
 
 
 @bp.get("/orders/<order_number>.json")
 def order_detail_json(order_number):
-    return jsonify(admin_data.order_detail_json(_detail_or_404(order_number)))
+    return jsonify(admin_view.order_detail(_detail_or_404(order_number)))
 
 
 def _detail_or_404(order_number):
-    detail = admin_data.order_detail(order_number_or_404(order_number))
+    detail = admin_data.order_detail(order_number_or_404(order_number),
+                                     status_query=services.current().unitel.has_status_query)
     if detail is None:
         raise ApiError(404, "order_not_found", "no such order")
     return detail
 
 
 # -- the actions -----------------------------------------------------------------------------
-
-def _actor():
-    return admin_session.actor_for(request.form.get("name", ""))
-
 
 def _note(required, ask="why is this resolved?"):
     note = request.form.get("note", "")
@@ -264,7 +267,7 @@ def _action(order_number, name, run):
     message to show, or raises _Refused."""
     n = order_number_or_404(order_number)
     detail = _detail_or_404(n)
-    actor = _actor()
+    actor = form_actor()
     try:
         text = run(detail, actor)
     except _Refused as r:
@@ -300,15 +303,15 @@ def act_reconcile(order_number):
     def run(detail, actor):
         note = _note(required=False)
         o = detail["order"]
-        if not detail["canReconcile"]:
-            if not detail["statusQuery"]:
+        if not detail["can_reconcile"]:
+            if not detail["status_query"]:
                 raise _Refused(409, "not_reconcilable", "the operator has no status query (UNITEL_STATUS_PATH "
                                                         "is none): confirm with Unitel, then mark delivered "
                                                         "or fail and refund")
             raise _Refused(409, "not_reconcilable",
                            f"only an unknown or processing recharge can be asked about; this one is {o.recharge_status}")
         outcome = _run_recorded(o.order_number, "admin_reconcile", actor, note,
-                                lambda: recharge.reconcile(o.order_number, actor, force=True))
+                                lambda: recharge.reconcile(services.current(), o.order_number, actor, force=True))
         return f"Asked the operator again; {outcome}."
     return _action(order_number, "reconcile", run)
 
@@ -318,11 +321,11 @@ def act_refund(order_number):
     def run(detail, actor):
         note = _note(required=False)
         o = detail["order"]
-        if not detail["canRefund"]:
+        if not detail["can_refund"]:
             raise _Refused(409, "not_refundable", "only a paid order whose recharge failed can be refunded; "
                                                   f"this one is {o.payment_status}, recharge {o.recharge_status}")
         outcome = _run_recorded(o.order_number, "admin_refund", actor, note,
-                                lambda: refunds.refund(o.order_number, actor))
+                                lambda: refunds.refund(services.current(), o.order_number, actor))
         return f"Refund asked of WeChat; {outcome}."
     return _action(order_number, "refund", run)
 
@@ -332,10 +335,10 @@ def act_resolve(order_number):
     def run(detail, actor):
         note = _note(required=True)
         o = detail["order"]
-        if not detail["canResolve"]:
+        if not detail["can_resolve"]:
             raise _Refused(409, "nothing_to_resolve", "this order has no open anomaly")
         seen = request.form.get("reason") or None
-        if not anomalies.resolve(o.order_number, actor, note, expected_reason=seen):
+        if not state.resolve(o.order_number, actor, note, expected_reason=seen):
             db.session.rollback()
             raise _Refused(409, "anomaly_changed", "the anomaly changed since the page was loaded; "
                                                    "look at it again")
@@ -349,23 +352,23 @@ def act_give_up(order_number):
     def run(detail, actor):
         note = _note(required=True, ask="why give up on this top-up?")
         o = detail["order"]
-        if not detail["canGiveUp"]:
+        if not detail["can_give_up"]:
             raise _Refused(409, "not_given_up",
                            "only a paid order the operator lost every submit of can be failed and refunded; "
                            f"this one is {o.payment_status}, recharge {o.recharge_status}, {o.submit_count} submits")
         outcome = _run_recorded(o.order_number, "admin_give_up", actor, note,
-                                lambda: recharge.give_up(o.order_number, actor))
+                                lambda: recharge.give_up(services.current(), o.order_number, actor))
         return f"Asked the operator once more; {outcome}."
     return _action(order_number, "give_up", run)
 
 
 def _unconfirmed(detail, what):
     o = detail["order"]
-    if not detail["canConfirm"]:
+    if not detail["can_confirm"]:
         raise _Refused(409, "not_unconfirmed",
                        f"only a paid, unclear top-up with no status query to ask can be {what}; this one is "
                        f"{o.payment_status}, recharge {o.recharge_status}"
-                       + ("" if not detail["statusQuery"] else " (and the operator has a status query: ask it)"))
+                       + ("" if not detail["status_query"] else " (and the operator has a status query: ask it)"))
     return o
 
 
@@ -375,7 +378,7 @@ def act_mark_delivered(order_number):
         note = _note(required=True, ask="what did Unitel say, and who said it?")
         o = _unconfirmed(detail, "marked delivered")
         outcome = _run_recorded(o.order_number, "admin_mark_delivered", actor, note,
-                                lambda: recharge.confirm_delivered(o.order_number, actor))
+                                lambda: recharge.confirm_delivered(services.current(), o.order_number, actor))
         return f"Marked delivered; {outcome}."
     return _action(order_number, "mark_delivered", run)
 
@@ -386,7 +389,7 @@ def act_fail_refund(order_number):
         note = _note(required=True, ask="what did Unitel say, and who said it?")
         o = _unconfirmed(detail, "failed and refunded")
         outcome = _run_recorded(o.order_number, "admin_fail_refund", actor, note,
-                                lambda: recharge.confirm_failed(o.order_number, actor))
+                                lambda: recharge.confirm_failed(services.current(), o.order_number, actor))
         return f"Marked failed and refunded; {outcome}."
     return _action(order_number, "fail_refund", run)
 
@@ -398,10 +401,10 @@ def _day_or_404(text):
         day = datetime.strptime(text, "%Y%m%d").date() if re.fullmatch(r"[0-9]{8}", text or "") else None
     except ValueError:
         day = None
-    detail = admin_data.reconciliation_day(day) if day else None
-    if detail is None:
+    found = admin_data.reconciliation_day(day) if day else None
+    if found is None:
         raise ApiError(404, "reconciliation_not_found", "no reconciliation of this day (YYYYMMDD, China time)")
-    return day, detail
+    return day, admin_view.reconciliation_detail(*found)
 
 
 @bp.get("/reconciliations/<day>")
@@ -421,7 +424,7 @@ def act_resolve_break(day, break_id):
     # A plain string in the rule, so that any path under /admin meets the login check first.
     when, detail = _day_or_404(day)
     break_id = int(break_id) if break_id.isdigit() and len(break_id) < 19 else None
-    actor = _actor()
+    actor = form_actor()
 
     def back(text, kind="ok"):
         return redirect(url_for("admin.reconciliation_page", day=day,
@@ -438,7 +441,3 @@ def act_resolve_break(day, break_id):
         raise ApiError(r.status, r.code, r.message) from None
     event(log, logging.INFO, "admin_action", action="resolve_break", day=day, id=break_id, actor=actor)
     return back("Break resolved.")
-
-
-# The rate and the catalogue: their routes are on this blueprint, in their own module.
-from . import admin_catalogue  # noqa: E402,F401

@@ -1,28 +1,32 @@
 """/admin/catalogue: the exchange rate and the catalogue, as `flask elife rate|product`
 change them, for the person on duty in a browser (or a script with the admin token).
 
-Routes sit on the admin blueprint, so who gets in, CSRF and the error pages are
-admin.py's. A browser is redirected back to the page with a message; a move of more
+Its blueprint is registered inside admin.py's, so who gets in, CSRF and the error pages
+are admin.py's. A browser is redirected back to the page with a message; a move of more
 than 10 % (rate or price) is answered with a confirmation page (409: nothing changed
 yet) whose button sends the same form again with force=1. API clients get JSON.
 """
 from decimal import Decimal
 
-from flask import jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, jsonify, redirect, render_template, request, url_for
 
 from ..errors import DomainError
 from ..shop import catalog, phones, product_admin, rates
 from ..shop.pricing import PricingError, price
 from . import admin_session
-from .admin import _actor, bp, prefers_html
+from .admin_session import form_actor
+from .common import prefers_html
 from .errors import from_domain
+from .views import catalogue as catalogue_view
+
+bp = Blueprint("catalogue", __name__)  # inside admin's: /admin/catalogue, endpoints admin.catalogue.*
 
 FORM_MAX = 1000  # no field of these forms is longer; a longer one is refused as it is
 SAMPLE_TG = 5000  # the denomination a rate's confirmation page prices as an example
 
 
 def _back(text, kind="ok"):
-    return redirect(url_for("admin.catalogue", m=admin_session.sign_message(text, kind)), 303)
+    return redirect(url_for("admin.catalogue.catalogue", m=admin_session.sign_message(text, kind)), 303)
 
 
 def _field(name):
@@ -71,9 +75,8 @@ def _fen(tg, rate):
 # -- reading ----------------------------------------------------------------------------------
 
 def _state():
-    history = [rates.as_json(r) for r in rates.history()]
-    return {"rate": next((r for r in history if r["active"]), None), "rateHistory": history,
-            "products": product_admin.all_products(), "changes": product_admin.changes()}
+    history = rates.history()
+    return catalogue_view.catalogue(history, product_admin.all_products(), product_admin.changes())
 
 
 @bp.get("/catalogue")
@@ -93,25 +96,26 @@ def catalogue_json():
 @bp.post("/rate")
 def set_rate():
     def run():
-        old, new = rates.set_rate(_field("rate"), _actor(), _field("note"), force=_forced())
-        return {"old": None if old is None else str(old), "new": str(new)}
+        old, new = rates.set_rate(_field("rate"), form_actor(), _field("note"), force=_forced())
+        return catalogue_view.rate_set(old, new)
     return _done(run, lambda r: f"Rate set: {r['old'] or 'none'} -> {r['new']}.")
 
 
 @bp.post("/products")
 def add_product():
     def run():
-        return product_admin.add(_field("operator"), _field("rechargeType"), _field("code"), _field("price"),
-                                 _field("productName"), _actor(), _field("note"),
-                                 active=request.form.get("disabled", "") not in ("1", "on", "true"))
+        return catalogue_view.listed(product_admin.add(
+            _field("operator"), _field("rechargeType"), _field("code"), _field("price"), _field("productName"),
+            form_actor(), _field("note"), active=request.form.get("disabled", "") not in ("1", "on", "true")))
     return _done(run, lambda p: f"Added {p['productOperator']}/{p['rechargeType']}/{p['productCode']} "
                                 f"at {p['priceTg']} MNT.")
 
 
 def _set_active(operator, recharge_type, code, active):
     def run():
-        p, changed = product_admin.set_active(operator, recharge_type, code, active, _actor(), _field("note"))
-        return {**p, "changed": changed}
+        item, changed = product_admin.set_active(operator, recharge_type, code, active, form_actor(),
+                                                 _field("note"))
+        return catalogue_view.toggled(item, changed)
     word = "on sale" if active else "off sale"
     return _done(run, lambda p: f"{p['productOperator']}/{p['rechargeType']}/{p['productCode']} is "
                                 f"{'now' if p['changed'] else 'already'} {word}.")
@@ -130,8 +134,8 @@ def enable_product(operator, recharge_type, code):
 @bp.post("/products/<operator>/<recharge_type>/<code>/price")
 def set_product_price(operator, recharge_type, code):
     def run():
-        old, p = product_admin.set_price(operator, recharge_type, code, _field("price"), _actor(),
-                                         _field("note"), force=_forced())
-        return {**p, "oldPriceTg": old}
+        old, item = product_admin.set_price(operator, recharge_type, code, _field("price"), form_actor(),
+                                            _field("note"), force=_forced())
+        return catalogue_view.repriced(old, item)
     return _done(run, lambda p: f"{p['productOperator']}/{p['rechargeType']}/{p['productCode']}: "
                                 f"{p['oldPriceTg']} -> {p['priceTg']} MNT.")

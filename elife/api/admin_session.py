@@ -12,37 +12,40 @@ carry the token made for that cookie.
 """
 import hashlib
 import hmac
-import re
 import secrets
 from datetime import timedelta
 
 import sqlalchemy as sa
+from flask import request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from .. import config
+from .. import services
 from ..extensions import db
 from ..models import AdminSession
 from ..timeutil import utcnow
+from ..validators import clean_name
 
 COOKIE_NAME = "elife_admin"
 COOKIE_PATH = "/admin"
 MAX_AGE = 12 * 3600
 MESSAGE_MAX_AGE = 10 * 60
-NAME_MAX = 40
 
 _SALT = "elife.admin"
 _CSRF_SALT = "elife.admin.csrf"
 _MESSAGE_SALT = "elife.admin.message"
-_NAME_OK = re.compile(r"[^\W_][\w .@'-]*", re.UNICODE)
+
+
+def _settings():
+    return services.current().settings
 
 
 def _serializer(salt):
-    return URLSafeTimedSerializer(config.current().SECRET_KEY, salt=salt)
+    return URLSafeTimedSerializer(_settings().SECRET_KEY, salt=salt)
 
 
 def token_matches(given):
     """Constant-time comparison with ADMIN_TOKEN; an unset ADMIN_TOKEN matches nothing."""
-    expected = config.current().ADMIN_TOKEN
+    expected = _settings().ADMIN_TOKEN
     if not expected or not isinstance(given, str):
         return False
     return hmac.compare_digest(given.encode(), expected.encode())
@@ -50,19 +53,18 @@ def token_matches(given):
 
 def _token_fingerprint():
     """Not the token, nor a plain hash of it: an HMAC under SECRET_KEY."""
-    s = config.current()
+    s = _settings()
     return hmac.new(s.SECRET_KEY.encode(), s.ADMIN_TOKEN.encode(), hashlib.sha256).hexdigest()[:16]
-
-
-def clean_name(raw):
-    """The operator's name as typed, tidied for the audit trail; '' when unusable."""
-    name = " ".join(str(raw or "").split())[:NAME_MAX]
-    return name if _NAME_OK.fullmatch(name) else ""
 
 
 def actor_for(name):
     name = clean_name(name)
     return f"admin:{name}" if name else "admin"
+
+
+def form_actor():
+    """Who does an admin action: the name the posted form gives, as the audit trail writes it."""
+    return actor_for(request.form.get("name", ""))
 
 
 # -- the login cookie ------------------------------------------------------------------------
@@ -89,7 +91,7 @@ def revoke(session):
 def read_cookie(value):
     """The session for a cookie value, or None when it is missing, forged, expired, was
     issued for another ADMIN_TOKEN or was logged out."""
-    if not value or not config.current().ADMIN_TOKEN:
+    if not value or not _settings().ADMIN_TOKEN:
         return None
     try:
         data = _serializer(_SALT).loads(value, max_age=MAX_AGE)

@@ -5,41 +5,30 @@ the service directly can send those headers too: the flag needs a service reacha
 only through the platform."""
 import logging
 import re
-from dataclasses import dataclass
 
-import sqlalchemy as sa
 from flask import Blueprint, g, jsonify, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from .. import config
-from ..clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
+from .. import limits, services
+from ..clients.wechat import WeChatRejected, WeChatUnavailable
 from .errors import ApiError
-from ..extensions import db
 from ..logs import event
-from ..models import User
-from ..shop import limits
+from ..shop.customers import Customer, openid_of, user_for_openid
 from .common import client_ip, json_object, string_field
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 LOGIN_CODE = re.compile(r"[!-~]{1,128}")  # wx.login codes are printable ASCII, no spaces
 log = logging.getLogger("elife.auth")
 _SALT = "elife.customer-token.v1"
-_OPENID = sa.select(User.__table__.c.openid).where(User.__table__.c.id == sa.bindparam("uid"))
-
-
-@dataclass(frozen=True)
-class Customer:
-    """The caller as a token names them, checked against the users table."""
-    id: int
-    openid: str
 
 
 @bp.post("/login")
 def login():
-    limits.logins_by_address(client_ip())
+    running = services.current()
+    limits.logins_by_address(running.settings, client_ip())
     code = string_field(json_object(), "code", 128, pattern=LOGIN_CODE)
     try:
-        openid = WeChatClient(config.current()).code2session(code)
+        openid = running.wechat.code2session(code)
     except WeChatRejected as e:
         event(log, logging.INFO, "login_rejected", errcode=e.code)
         raise ApiError(401, "invalid_code", "WeChat did not accept this login code") from None
@@ -52,39 +41,24 @@ def login():
 
 
 def _serializer():
-    return URLSafeTimedSerializer(config.current().SECRET_KEY, salt=_SALT)
+    """The customer tokens' signer, keyed by the running app's SECRET_KEY."""
+    return URLSafeTimedSerializer(services.current().settings.SECRET_KEY, salt=_SALT)
 
 
 def issue_token(user):
-    s = config.current()
-    return _serializer().dumps({"uid": user.id, "oid": user.openid}), s.TOKEN_TTL_SECONDS
-
-
-def user_for_openid(openid):
-    """The user for a WeChat openid, created on first sight (race-safe)."""
-    user = User.query.filter_by(openid=openid).one_or_none()
-    if user:
-        return user
-    from sqlalchemy.exc import IntegrityError
-    try:
-        user = User(openid=openid)
-        db.session.add(user)
-        db.session.commit()
-        event(log, logging.INFO, "user_created", user=user.id)
-        return user
-    except IntegrityError:  # another request created it a moment ago
-        db.session.rollback()
-        return User.query.filter_by(openid=openid).one()
+    """(token, seconds it is valid) for a user, as POST /auth/login answers (the bench
+    signs its customers' tokens with it too)."""
+    return _serializer().dumps({"uid": user.id, "oid": user.openid}), services.current().settings.TOKEN_TTL_SECONDS
 
 
 def current_user():
     """The caller, or a 401. Cached on `g` for the request."""
     if "user" in g:
         return g.user
-    s = config.current()
+    s = services.current().settings
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():  # RFC 7235: the scheme is case-insensitive
-        g.user = _user_from_token(token.strip(), s.TOKEN_TTL_SECONDS)
+        g.user = _user_from_token(s, token.strip())
         return g.user
     openid = request.headers.get("X-WX-OPENID", "")
     if s.TRUST_WX_HEADERS and openid:
@@ -110,9 +84,9 @@ def _check_platform(s):
     raise ApiError(401, "invalid_openid", f"{why}: not a request through WeChat Cloud Hosting")
 
 
-def _user_from_token(token, ttl):
+def _user_from_token(s, token):
     try:
-        data = _serializer().loads(token, max_age=ttl)
+        data = _serializer().loads(token, max_age=s.TOKEN_TTL_SECONDS)
     except SignatureExpired:
         raise ApiError(401, "token_expired", "the token has expired; log in again") from None
     except BadSignature:
@@ -123,7 +97,7 @@ def _user_from_token(token, ttl):
     if not isinstance(uid, int) or isinstance(uid, bool):
         raise ApiError(401, "invalid_token", "the token is not valid")
     # The openid too: a token must not pass for whoever holds its id after a restore.
-    openid = db.session.connection().execute(_OPENID, {"uid": uid}).scalar()
+    openid = openid_of(uid)
     if openid is None or openid != data.get("oid"):
         raise ApiError(401, "invalid_token", "the token is not valid")
     return Customer(uid, openid)

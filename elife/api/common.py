@@ -81,3 +81,8 @@ def int_arg(name, default, lo, hi):
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or not lo <= int(raw) <= hi:
         raise ApiError(400, "invalid_parameter", f"{name} must be a whole number from {lo} to {hi}")
     return int(raw)
+
+
+def prefers_html():
+    """Whether the caller would rather have a page than JSON (a browser on /admin)."""
+    return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"

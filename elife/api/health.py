@@ -1,6 +1,6 @@
 from flask import Blueprint, jsonify
 
-from .. import database
+from .. import database, services
 from ..fulfil import breaker
 
 bp = Blueprint("health", __name__)
@@ -13,6 +13,6 @@ def health():
     except Exception:  # noqa: BLE001 -- any failure means the database is not usable now
         return jsonify({"status": "degraded", "database": "down"}), 503
     # The operator down is not the service down (still 200): new orders wait, paid ones too.
-    operator = "down" if breaker.state()[0] == breaker.OPEN else "up"
+    operator = "down" if breaker.state(services.current().settings)[0] == breaker.OPEN else "up"
     return jsonify({"status": "ok", "database": "up", "operator": operator})
 

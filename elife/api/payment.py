@@ -16,9 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from flask import Blueprint, current_app, jsonify, request
 
-from .. import config, logs
-from ..fulfil import payments, refund_notices
-from ..shop import limits, orders
+from .. import logs, services
+from ..fulfil import notices, payments
+from .. import limits
+from ..shop import orders
 from .auth import current_user
 from .common import client_ip, json_object, order_number_or_404, string_field
 from .errors import from_domain
@@ -35,22 +36,23 @@ def create():
     user = current_user()
     number = order_number_or_404(string_field(json_object(), "orderNumber", 32))
     order = orders.get_own(user, number)
-    limits.payments_by_order(order.order_number)
-    params = payments.create_payment(order, user.openid, client_ip())
+    limits.payments_by_order(services.current().settings, order.order_number)
+    params = payments.create_payment(services.current(), order, user.openid, client_ip())
     return jsonify({"orderNumber": order.order_number, "totalFee": order.total_fee, "payment": params})
 
 
 @bp.post("/callback/<order_number>")
 def callback(order_number):
     jobs = []
-    verdict = payments.handle_callback(order_number, request.get_data(cache=False), request.headers,
-                                       later=jobs.append)
+    svc = services.current()
+    notice = svc.pay.parse_notice(request.get_data(cache=False), request.headers)
+    verdict = notices.handle_payment(svc, order_number, notice, later=jobs.append)
     if verdict.refused is not None:
         raise from_domain(verdict.refused)
     resp = jsonify(RETRY if verdict.retry_later else OK)
     if jobs:
         app, rid = current_app._get_current_object(), logs.current_request_id()
-        threads = config.current().RECHARGE_THREADS
+        threads = svc.settings.RECHARGE_THREADS
         if threads > 0:
             resp.call_on_close(lambda: _pool(threads).submit(_run_after_answer, app, jobs, rid))
         else:
@@ -88,7 +90,9 @@ def _run_after_answer(app, jobs, request_id):
 
 @bp.post("/refund-callback/<order_number>")
 def refund_callback(order_number):
-    verdict = refund_notices.handle_refund_notice(order_number, request.get_data(cache=False), request.headers)
+    svc = services.current()
+    notice = svc.pay.parse_notice(request.get_data(cache=False), request.headers)
+    verdict = notices.handle_refund(svc, order_number, notice)
     if verdict.refused is not None:
         raise from_domain(verdict.refused)
     return jsonify(RETRY if verdict.retry_later else OK)

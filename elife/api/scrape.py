@@ -6,7 +6,7 @@ from datetime import datetime
 
 from flask import Blueprint, Response, request
 
-from .. import config, metrics
+from .. import metrics, services
 from ..extensions import db
 from ..fulfil import breaker
 from ..logs import event
@@ -29,8 +29,8 @@ def _pending():
     scrape is served all the same."""
     now = utcnow()
     try:
-        p = reports.pending_compensation(now)
-        breaker_open = breaker.state()[0] == breaker.OPEN
+        p = reports.pending_compensation(now, services.current().unitel.has_status_query)
+        breaker_open = breaker.state(services.current().settings)[0] == breaker.OPEN
         db.session.commit()
     except Exception as exc:  # noqa: BLE001 -- an outage is when the other metrics matter most
         db.session.rollback()
@@ -45,7 +45,7 @@ def _pending():
 
 @bp.get("/metrics")
 def scrape():
-    s = config.current()
+    s = services.current().settings
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
         raise ApiError(401, "missing_token", "Authorization: Bearer <METRICS_TOKEN> is required",

@@ -21,6 +21,7 @@ What the Cloud Hosting pages do not spell out, taken from the v2 API they wrap
   10:00 China time the next day) "Bill Creating". Columns are found by their header
   names, so the older layout without 订单金额/申请退款金额 reads too.
 """
+import enum
 import json
 import logging
 import re
@@ -82,25 +83,36 @@ class RefundAccepted:
     refund_fee: int | None
 
 
+class RefundStatus(str, enum.Enum):
+    """A refund's state in WeChat's words (the refund query's refund_status)."""
+    SUCCESS = "SUCCESS"
+    PROCESSING = "PROCESSING"
+    REFUNDCLOSE = "REFUNDCLOSE"  # closed: nothing was refunded
+    CHANGE = "CHANGE"            # the money could not go back the way it came (a closed card)
+    NOTFOUND = "NOTFOUND"
+
+    def __str__(self):
+        return self.value
+
+
 @dataclass(frozen=True)
 class Refund:
     """What WeChat's refund query says of one refund of ours."""
     out_trade_no: str
     out_refund_no: str
-    status: str  # SUCCESS | PROCESSING | REFUNDCLOSE | CHANGE | NOTFOUND
+    status: str  # a RefundStatus word, or whatever else WeChat said
     refund_fee: int | None
     refund_id: str | None
     success_time: str | None  # China time, as WeChat writes it
 
     @property
     def succeeded(self):
-        return self.status == "SUCCESS"
+        return self.status == RefundStatus.SUCCESS
 
     @property
     def failed(self):
-        # CHANGE: the money could not go back the way it came (a closed card): WeChat
-        # asks the merchant to handle it by hand; REFUNDCLOSE: closed, nothing refunded.
-        return self.status in ("REFUNDCLOSE", "CHANGE")
+        # CHANGE: WeChat asks the merchant to handle it by hand; REFUNDCLOSE: closed.
+        return self.status in (RefundStatus.REFUNDCLOSE, RefundStatus.CHANGE)
 
 
 @dataclass(frozen=True)
@@ -215,17 +227,17 @@ def parse_notice(raw_body, headers):
         return Notice(kind="malformed", **base)
     if not isinstance(body, dict):
         return Notice(kind="other", **base)
-    paid_fields = any(k in body for k in PAY_NOTICE_FIELDS)
+    # Every field a decision or a log line may need, whatever the shape says it is.
+    said = dict(out_trade_no=body.get("outTradeNo"), total_fee=body.get("totalFee"),
+                transaction_id=body.get("transactionId"),
+                has_payment_fields=any(k in body for k in PAY_NOTICE_FIELDS), **base)
     if any(k in body for k in REFUND_NOTICE_FIELDS):
-        return Notice(kind="refund", out_trade_no=body.get("outTradeNo"), out_refund_no=body.get("outRefundNo"),
-                      refund_status=body.get("refundStatus"), has_payment_fields=paid_fields, **base)
+        return Notice(kind="refund", out_refund_no=body.get("outRefundNo"),
+                      refund_status=body.get("refundStatus"), **said)
     if "returnCode" not in body:
-        return Notice(kind="other", has_payment_fields=paid_fields, **base)
+        return Notice(kind="other", **said)
     return Notice(kind="payment", return_code=body.get("returnCode"), result_code=body.get("resultCode"),
-                  out_trade_no=body.get("outTradeNo"), total_fee=body.get("totalFee"),
-                  transaction_id=body.get("transactionId"),
-                  attach_order_number=_attach_order_number(body.get("attach")),
-                  has_payment_fields=True, **base)
+                  attach_order_number=_attach_order_number(body.get("attach")), **said)
 
 
 def _attach_order_number(attach):
@@ -243,6 +255,12 @@ class WeChatClient:
         self.s = settings
         self.base = settings.WECHAT_API_BASE.rstrip("/")
         self.timeout = (settings.WECHAT_TIMEOUT, settings.WECHAT_TIMEOUT)
+
+    # -- notices -------------------------------------------------------------------
+    def parse_notice(self, raw_body, headers):
+        """A notice as it arrived at one of our callback paths, as a Notice (Cloud
+        Hosting's carry no signature: nothing to verify here)."""
+        return parse_notice(raw_body, headers)
 
     # -- login ---------------------------------------------------------------------
     def code2session(self, code):

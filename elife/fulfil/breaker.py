@@ -15,7 +15,6 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from .. import config
 from ..clients import unitel
 from ..errors import Unavailable
 from ..extensions import db
@@ -37,40 +36,39 @@ def is_outage(answer):
     return answer.outcome == unitel.UNKNOWN and (answer.http_status is None or answer.http_status >= 500)
 
 
-def state(operator=OPERATOR, now=None):
+def state(settings, operator=OPERATOR, now=None):
     """(closed | open | half_open, opened_at, seconds left of the cooldown)."""
     row = db.session.connection().execute(_READ, {"op": operator}).first()
     if row is None or row.opened_at is None:
         return CLOSED, None, 0
-    left = (row.opened_at + timedelta(seconds=config.current().BREAKER_COOLDOWN_SECONDS)
+    left = (row.opened_at + timedelta(seconds=settings.BREAKER_COOLDOWN_SECONDS)
             - (now or utcnow())).total_seconds()
     return (OPEN if left > 0 else HALF_OPEN), row.opened_at, max(0, left)
 
 
-def allows_submit(operator=OPERATOR):
-    return state(operator)[0] != OPEN
+def allows_submit(settings, operator=OPERATOR):
+    return state(settings, operator)[0] != OPEN
 
 
-def refuse_if_open(operator=OPERATOR):
+def refuse_if_open(settings, operator=OPERATOR):
     """For whatever takes a customer's money: 503 operator_unavailable while open."""
-    status, opened_at, left = state(operator)
+    status, opened_at, left = state(settings, operator)
     if status == OPEN:
         raise Unavailable("operator_unavailable",
                           f"the operator ({operator.title()}) is not answering since {iso(opened_at)}; "
                           "try again in a minute", retry_after=max(1, math.ceil(left)))
 
 
-def record(answer, operator=OPERATOR):
+def record(settings, answer, operator=OPERATOR):
     """Count one operator call's outcome; committed."""
     if is_outage(answer):
-        _failure(operator)
+        _failure(settings, operator)
     elif answer.outcome in (unitel.SUCCESS, unitel.FAILED, unitel.NOT_FOUND, unitel.PENDING):
         _answered(operator)
     db.session.commit()
 
 
-def _failure(operator):
-    s = config.current()
+def _failure(s, operator):
     conn = db.session.connection()
     if conn.execute(_B.update().where(_B.c.operator == operator)
                     .values(failures=_B.c.failures + 1, updated_at=utcnow())).rowcount == 0:

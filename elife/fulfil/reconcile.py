@@ -34,20 +34,20 @@ from datetime import date, datetime, time, timedelta
 
 import sqlalchemy as sa
 
-from .. import config, database
-from ..clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
+from .. import database
+from ..clients.wechat import RefundStatus, WeChatRejected, WeChatUnavailable
 from ..extensions import db
 from ..logs import event
 from ..models import Order, Reconciliation, ReconciliationBreak
 from ..timeutil import utcnow
 from . import audit, payments, refunds, state
+from .state import PAID_STATUSES, PaymentStatus
 
 log = logging.getLogger("elife.reconcile")
 
 CHINA_OFFSET = timedelta(hours=8)
 KINDS = ("paid_at_wechat_only", "paid_here_only", "amount_mismatch", "refund_at_wechat_only",
          "refund_here_only", "refund_amount_mismatch", "totals_mismatch")
-PAID_STATUSES = ("paid", "refunding", "refunded")  # paid at some point
 LOOKUP_CHUNK = 500  # order numbers per IN (...) lookup
 
 
@@ -78,9 +78,6 @@ class Break:
     def key(self):
         return (self.kind, self.order_number, _j(self.ours), _j(self.theirs))
 
-    def as_json(self):
-        return {"kind": self.kind, "orderNumber": self.order_number, "ours": self.ours, "theirs": self.theirs}
-
 
 @dataclass
 class Result:
@@ -95,11 +92,6 @@ class Result:
     def status(self):
         return "breaks" if self.breaks else ("resolved" if self.kept_resolved else "balanced")
 
-    def as_json(self):
-        return {"date": self.day.strftime("%Y%m%d"), "status": self.status, "wechat": self.wechat,
-                "ours": self.ours, "breaks": [b.as_json() for b in self.breaks],
-                "recovered": self.recovered}
-
 
 def _j(value):
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
@@ -107,10 +99,10 @@ def _j(value):
 
 # -- the run ---------------------------------------------------------------------------------
 
-def run(day, actor="reconcile"):
+def run(svc, day, actor="reconcile"):
     """Reconcile one bill day; a Result. Raises BillNotReady (try later), and WeChat's or
     the bill's errors (nothing stored then)."""
-    client = WeChatClient(config.current())
+    client = svc.pay
     bill = client.download_bill(day)
     start, end = utc_window(day)
     breaks = []
@@ -124,7 +116,7 @@ def run(day, actor="reconcile"):
     billed_trades = {r.out_trade_no for r in bill.trades}
     for row in bill.trades:
         o = orders.get(row.out_trade_no)
-        if o is None or o.payment_status == "unpaid":
+        if o is None or state.unpaid(o):
             breaks.append(Break("paid_at_wechat_only", row.out_trade_no, None, row.order_fee,
                                 "no such order here" if o is None else "unpaid here", recoverable=o is not None))
         elif o.total_fee != row.order_fee:
@@ -136,7 +128,7 @@ def run(day, actor="reconcile"):
         if n in billed_trades:
             continue
         said = _order_query(client, n)
-        if said in ("SUCCESS", "REFUND"):
+        if said in ("SUCCESS", "REFUND"):  # trade states: paid, or paid and refunded since
             elsewhere += 1  # paid at WeChat: on another day's bill, matched there
         else:
             breaks.append(Break("paid_here_only", n, fee, None, f"order query: {said}"))
@@ -144,22 +136,22 @@ def run(day, actor="reconcile"):
     billed_refunds = {r.out_trade_no for r in bill.refunds}
     for row in bill.refunds:
         o = orders.get(row.out_trade_no)
-        if o is not None and o.payment_status == "refunding":
-            refunds.check(o.order_number, actor)  # WeChat says done: let its query settle it
+        if o is not None and state.refunding(o):
+            refunds.check(svc, o.order_number, actor)  # WeChat says done: let its query settle it
             o = state.read_fresh(o.order_number)
-        if o is None or o.payment_status != "refunded":
+        if o is None or not state.refunded(o):
             breaks.append(Break("refund_at_wechat_only", row.out_trade_no, None, row.applied_refund_fee,
                                 "no such order here" if o is None else f"{o.payment_status} here"))
         elif o.total_fee != row.applied_refund_fee:
             breaks.append(Break("refund_amount_mismatch", row.out_trade_no, o.total_fee, row.applied_refund_fee))
 
-    ours_refunded = _ours(Order.refunded_at, start, end, ("refunded",))
+    ours_refunded = _ours(Order.refunded_at, start, end, (PaymentStatus.REFUNDED,))
     refunds_elsewhere = 0
     for n, fee in ours_refunded:
         if n in billed_refunds:
             continue
         said = _refund_query(client, n)
-        if said == "SUCCESS":
+        if said == RefundStatus.SUCCESS:
             refunds_elsewhere += 1
         else:
             breaks.append(Break("refund_here_only", n, fee, None, f"refund query: {said}"))
@@ -173,10 +165,10 @@ def run(day, actor="reconcile"):
               "refunds": len(ours_refunded), "refundFee": sum(f for _, f in ours_refunded),
               "onOtherDays": elsewhere + refunds_elsewhere},
         breaks=breaks)
-    ids = database.run_unit(config.current(), lambda: _store(result), "reconcile_store")
+    ids = database.run_unit(svc.settings, lambda: _store(result), "reconcile_store")
     for b, break_id in zip(result.breaks, ids):
         if b.recoverable:
-            _recover(client, b, break_id, result, actor)
+            _recover(svc, b, break_id, result, actor)
     level = logging.WARNING if result.breaks else logging.INFO
     event(log, level, "reconciled", day=day.strftime("%Y%m%d"), status=result.status,
           breaks=len(result.breaks), recovered=len(result.recovered),
@@ -264,20 +256,20 @@ def _store(result):
     return ids
 
 
-def _recover(client, b, break_id, result, actor):
+def _recover(svc, b, break_id, result, actor):
     """The lost-callback recovery for a trade the bill shows paid and we hold unpaid:
     WeChat's order query, then confirm_paid (paid, and recharged once)."""
     n = b.order_number
     order = state.read_fresh(n)
-    if order is None or order.payment_status != "unpaid":
+    if order is None or not state.unpaid(order):
         return
     try:
-        trade = client.query_order(n)
+        trade = svc.pay.query_order(n)
     except (WeChatUnavailable, WeChatRejected) as exc:
         event(log, logging.WARNING, "order_query_failed", order=n, actor=actor, error=str(exc))
         return
     event(log, logging.WARNING, "lost_callback", "支付回调丢失，已通过订单查询补单", order=n, actor=actor)
-    decision = payments.confirm_paid(order, trade, None, actor)
+    decision = payments.confirm_paid(svc, order, trade, None, actor)
     if decision not in ("paid", "duplicate"):
         return  # not confirmed, or flagged (amount_mismatch): the break stays for a person
     after = state.read_fresh(n)

@@ -1,32 +1,42 @@
-r"""An order's state: the guards that say what may happen to it, and the only writes of
-its status columns (payment_status, recharge_status, recharge_at, recharged_at,
-refunded_at, refund_requested_at, closed_at, submit_count) and of `version`.
+r"""An order's state: its statuses, the guards that say what may happen to it, and every
+write of its state columns (payment_status, recharge_status, recharge_at, recharged_at,
+refunded_at, refund_requested_at, closed_at, payment_created_at, submit_count, the
+receipt, version, and the anomaly flag).
 
-    payment:  unpaid --paid--> paid --refund accepted--> refunding --WeChat confirms--> refunded
-                |                ^-- REFUNDCLOSE / CHANGE: paid again, flagged refund_failed --/
-                \-- ORDER_TTL_SECONDS unpaid --> closed
-    recharge: pending --claim--> processing --submit--> success
-                                            \-> failed   (then the refund)
-                                            \-> unknown --status query--> success | failed
-                                                       \-- not found, >= SWEEP_STUCK_SECONDS
-                                                           after the claim: one resubmit
-                                                       \-- no status query (UNITEL_STATUS_PATH
-                                                           none): a person confirms with the
-                                                           operator -> success | failed
+    payment:  unpaid --mark_paid--> paid --start_refund--> refunding --confirm_refund--> refunded
+                |                    ^ \------------ confirm_refund ----------------------^
+                |                    \---- refund_closed (REFUNDCLOSE / CHANGE) --/
+                \-- close_unpaid (ORDER_TTL_SECONDS unpaid) --> closed
+    recharge: pending --claim--> processing --settle_success--> success
+                                   |  ^   \--settle_failed---> failed   (then the refund)
+                                   |  |    \--mark_unknown---> unknown --settle_success | settle_failed
+                                   |  \------- resubmit -------/ |         (the status query)
+                                   \------- resubmit (stuck) ----/ |-- mark_delivered | mark_failed
+                                                                   |   (a person, no status query)
+                                                                   \-- give_up (a person: the
+                                                                       operator lost every submit)
 
-Every write is one conditional UPDATE whose rowcount decides; the caller commits it.
-A guard is written once and works both ways: on an Order (or a row read as one) it is
-a bool, on the Order class (or a table's columns) it is the SQL condition, so the
-admin page, the state machine and the sweep's selections ask the same question.
+MOVES below is that picture as data: each named move, the status column it moves, the
+states it may start from, where it ends, what else must hold, and who asks for it. Each
+move is one conditional UPDATE whose WHERE is built from its row of the table; its
+rowcount decides, and it returns the row as the database now holds it (None when it did
+not happen). A guard is written once and works both ways: on an Order it is a bool, on
+the Order class it is the SQL condition, so the admin page, the moves and the sweep's
+selections ask the same question. Writes that are not moves (no status changes, no
+version): note_payment_created, note_refund_refused, flag, resolve.
 """
 import enum
+import json
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from .. import config, database
+from .. import database
 from ..extensions import db
 from ..models import Order
-from ..timeutil import utcnow
+from ..timeutil import iso, utcnow
+from . import audit
+
 
 class _Words(str, enum.Enum):
     """A status as the database and the JSON spell it: compares equal to its word."""
@@ -51,36 +61,69 @@ class RechargeStatus(_Words):
     UNKNOWN = "unknown"        # the operator's answer was unclear
 
 
+P, R = PaymentStatus, RechargeStatus
+PAID_STATUSES = (P.PAID, P.REFUNDING, P.REFUNDED)  # paid at some point
+
 MAX_SUBMITS = 2  # the first, and one resubmit after the operator says it never arrived
 # Reasons set by the machine itself while an answer is unclear; cleared when it settles.
 AUTO_REASONS = ("recharge_unknown",)
 # Unclear, and no status query to ask: only a person, asking the operator, can settle it.
 CONFIRM = "confirm_with_operator"
+LOST = "operator_lost_request"
+DETAILS_CAP = 60_000  # anomaly_details is TEXT (64 KiB): stop appending before it overflows
 
 _O = Order.__table__
 
 
 def initial_state():
     """The state columns of a new order (shop/orders.py inserts them with the rest)."""
-    return {"payment_status": PaymentStatus.UNPAID, "recharge_status": RechargeStatus.PENDING,
-            "version": 0, "submit_count": 0}
+    return {"payment_status": P.UNPAID, "recharge_status": R.PENDING, "version": 0, "submit_count": 0}
+
+
+def _one_of(value, words):
+    """`value in words`, on a plain value or as SQL on a column."""
+    if hasattr(value, "in_"):  # a column, or the Order class's attribute
+        return value.in_(words)
+    return value in words
 
 
 # -- guards (use & and |, never `and`/`or`, so that each is also a SQL condition) ------------
 
+def unpaid(o):
+    return o.payment_status == P.UNPAID
+
+
+def paid(o):
+    return o.payment_status == P.PAID
+
+
+def paid_ever(o):
+    """Paid at some point: paid, refunding or refunded."""
+    return _one_of(o.payment_status, PAID_STATUSES)
+
+
 def claimable(o):
     """Paid, and nobody has claimed its recharge yet."""
-    return (o.payment_status == "paid") & (o.recharge_status == "pending") & (o.recharge_at == None)  # noqa: E711
+    return paid(o) & (o.recharge_status == R.PENDING) & (o.recharge_at == None)  # noqa: E711
+
+
+def processing(o):
+    """Claimed, the submit on its way (or its answer never recorded)."""
+    return o.recharge_status == R.PROCESSING
 
 
 def awaiting_operator(o):
     """Claimed and not settled: the operator's status query may settle it."""
-    return (o.recharge_status == "processing") | (o.recharge_status == "unknown")
+    return _one_of(o.recharge_status, (R.PROCESSING, R.UNKNOWN))
+
+
+def delivered(o):
+    return o.recharge_status == R.SUCCESS
 
 
 def refund_due(o):
     """Paid, and the recharge definitely failed: the customer gets the money back."""
-    return (o.payment_status == "paid") & (o.recharge_status == "failed")
+    return paid(o) & (o.recharge_status == R.FAILED)
 
 
 def auto_refund_due(o):
@@ -92,7 +135,11 @@ def auto_refund_due(o):
 
 def refunding(o):
     """WeChat accepted the refund; the notice or the refund query says how it ended."""
-    return o.payment_status == "refunding"
+    return o.payment_status == P.REFUNDING
+
+
+def refunded(o):
+    return o.payment_status == P.REFUNDED
 
 
 def refund_confirmable(o):
@@ -103,21 +150,104 @@ def refund_confirmable(o):
 
 def lost_by_operator(o):
     """Paid, unclear, and every allowed submit spent: only a person may fail and refund it."""
-    return (o.payment_status == "paid") & (o.recharge_status == "unknown") & (o.submit_count >= MAX_SUBMITS)
+    return paid(o) & (o.recharge_status == R.UNKNOWN) & (o.submit_count >= MAX_SUBMITS)
 
 
 def expired(o, created_before):
     """Unpaid and created before `created_before` (now - ORDER_TTL_SECONDS): no longer payable."""
-    return (o.payment_status == "unpaid") & (o.created_at < created_before)
+    return unpaid(o) & (o.created_at < created_before)
+
+
+def closed(o):
+    return o.payment_status == P.CLOSED
+
+
 def awaiting_confirmation(o):
     """Paid and unclear: without a status query, a person confirms with the operator
     whether it was done, then marks it delivered or failed."""
-    return (o.payment_status == "paid") & (o.recharge_status == "unknown")
+    return paid(o) & (o.recharge_status == R.UNKNOWN)
+
+
+def stuck(o, claimed_before):
+    """Claimed before `claimed_before` (now - SWEEP_STUCK_SECONDS) and still `processing`:
+    its worker may have died mid-submit."""
+    return (o.recharge_status == R.PROCESSING) & (o.recharge_at < claimed_before)
+
+
+def status_query_due(o, claimed_before):
+    """Unclear since before `claimed_before`, and the sweep may still ask about it: an
+    order the operator lost every submit of (flagged, or already seen by a person) waits
+    for a person; after a resubmit that was unclear, the sweep keeps asking."""
+    return ((o.recharge_status == R.UNKNOWN) & (o.recharge_at < claimed_before)
+            & ((o.submit_count < MAX_SUBMITS)
+               | ((sa.func.coalesce(o.anomaly_reason, "") != LOST) & (o.resolved_at == None))))  # noqa: E711
+
+
+def payment_created_between(o, since, before):
+    """Unpaid, its WeChat trade created in [since, before): the sweep asks WeChat's order
+    query whether its notice was lost."""
+    return unpaid(o) & (o.payment_created_at >= since) & (o.payment_created_at < before)
 
 
 def flagged(o):
     """A person should look (anomaly_reason set)."""
     return o.anomaly_reason != None  # noqa: E711
+
+
+# -- the moves -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Move:
+    name: str
+    column: str     # the status column it moves
+    froms: tuple    # the states it may start from
+    to: str
+    when: object = None  # what else must hold: a guard (bool on an order, SQL on Order)
+    by: str = ""    # who asks for it
+
+    def allowed(self, o):
+        cond = _one_of(getattr(o, self.column), self.froms)
+        return cond & self.when(o) if self.when is not None else cond
+
+
+PAYMENT, RECHARGE = "payment_status", "recharge_status"
+
+MOVES = (
+    Move("mark_paid", PAYMENT, (P.UNPAID,), P.PAID,
+         by="payments.confirm_paid: the callback, the sweep and the reconciliation, once "
+            "WeChat's order query confirms the payment"),
+    Move("close_unpaid", PAYMENT, (P.UNPAID,), P.CLOSED,
+         by="the sweep, ORDER_TTL_SECONDS after creation, once WeChat closed the trade"),
+    Move("start_refund", PAYMENT, (P.PAID,), P.REFUNDING, when=refund_due,
+         by="refunds.refund, when WeChat accepts the refund request"),
+    Move("confirm_refund", PAYMENT, (P.REFUNDING, P.PAID), P.REFUNDED, when=refund_confirmable,
+         by="refunds.settle, when WeChat's refund query says SUCCESS for the full amount"),
+    Move("refund_closed", PAYMENT, (P.REFUNDING,), P.PAID,
+         by="refunds.settle, when the refund query says REFUNDCLOSE or CHANGE (flagged refund_failed)"),
+    Move("claim", RECHARGE, (R.PENDING,), R.PROCESSING, when=claimable,
+         by="recharge: the callback's commit, the sweep; committed before the submit"),
+    Move("resubmit", RECHARGE, (R.UNKNOWN, R.PROCESSING), R.PROCESSING,
+         by="recharge.reconcile, once, when the status query says the first submit never "
+            "arrived, SWEEP_STUCK_SECONDS after the claim"),
+    Move("settle_success", RECHARGE, (R.PROCESSING, R.UNKNOWN), R.SUCCESS,
+         by="recharge: the submit's answer, or the status query"),
+    Move("settle_failed", RECHARGE, (R.PROCESSING, R.UNKNOWN), R.FAILED,
+         by="recharge: a definite refusal, in the answer or the status query (then the refund)"),
+    Move("mark_unknown", RECHARGE, (R.PROCESSING,), R.UNKNOWN,
+         by="recharge: an unclear answer, or a claim stuck past SWEEP_STUCK_SECONDS"),
+    Move("mark_delivered", RECHARGE, (R.UNKNOWN,), R.SUCCESS, when=awaiting_confirmation,
+         by="a person on /admin, after asking Unitel (no status query)"),
+    Move("mark_failed", RECHARGE, (R.UNKNOWN,), R.FAILED, when=awaiting_confirmation,
+         by="a person on /admin, after asking Unitel (no status query); then the refund"),
+    Move("give_up", RECHARGE, (R.UNKNOWN,), R.FAILED, when=lost_by_operator,
+         by="a person on /admin, when the operator has no record of any submit; then the refund"),
+)
+MOVE = {m.name: m for m in MOVES}
+
+
+def can(order, name):
+    """Whether the move may happen to the order as read."""
+    return bool(MOVE[name].allowed(order))
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -127,7 +257,7 @@ _BY_NUMBER = sa.select(_O).where(_O.c.order_number == sa.bindparam("n"))
 
 def read(order_number):
     """The order, read in the open transaction, as an Order that no session tracks:
-    nothing about it is written back except by the conditional UPDATEs below."""
+    nothing about it is written back except by the moves below."""
     row = db.session.connection().execute(_BY_NUMBER, {"n": order_number}).mappings().first()
     return Order(**row) if row is not None else None
 
@@ -138,105 +268,6 @@ def read_fresh(order_number):
     order = read(order_number)
     db.session.commit()
     return order
-
-
-# -- the writes ------------------------------------------------------------------------------
-
-_PAID = (_O.update().where(_O.c.order_number == sa.bindparam("n"), _O.c.payment_status == "unpaid")
-         .values(payment_status="paid", transaction_id=sa.bindparam("tx"), paid_at=sa.bindparam("now"),
-                 updated_at=sa.bindparam("now"), version=_O.c.version + 1))
-
-_CLAIM = (_O.update()
-          .where(_O.c.order_number == sa.bindparam("n"), _O.c.version == sa.bindparam("v"), claimable(_O.c))
-          .values(recharge_status="processing", recharge_at=sa.bindparam("now"),
-                  updated_at=sa.bindparam("now"), version=_O.c.version + 1,
-                  submit_count=_O.c.submit_count + 1))
-
-_PAYMENT_CREATED = (_O.update()
-                    .where(_O.c.order_number == sa.bindparam("n"), _O.c.payment_status == "unpaid")
-                    .values(payment_created_at=sa.bindparam("now"), updated_at=sa.bindparam("now")))
-
-
-def mark_paid(order_number, now, transaction_id):
-    """unpaid -> paid, in the open transaction; True when this call made it paid."""
-    return db.session.connection().execute(
-        _PAID, {"n": order_number, "now": now, "tx": transaction_id}).rowcount == 1
-
-
-def claim(order, now):
-    """pending -> processing from `order.version`, in the open transaction; True when this
-    process won. The caller commits before anything is sent to the operator."""
-    won = db.session.connection().execute(_CLAIM, {"n": order.order_number, "v": order.version,
-                                                   "now": now}).rowcount == 1
-    if won:
-        order.version += 1
-        order.recharge_status, order.recharge_at = "processing", now
-        order.submit_count += 1
-    return won
-
-
-def mark_closed(order_number, created_before):
-    """unpaid (past its payment window) -> closed, committed; True when this call closed it."""
-    now = utcnow()
-    result = db.session.connection().execute(
-        _O.update().where(_O.c.order_number == order_number, expired(_O.c, created_before))
-        .values(payment_status="closed", closed_at=now, updated_at=now, version=_O.c.version + 1))
-    db.session.commit()
-    return result.rowcount == 1
-
-
-def note_payment_created(order_number):
-    """When WeChat's trade was created: the sweep asks about unpaid orders from then on.
-    Not a state change (no version): the order stays unpaid."""
-    now = utcnow()
-    db.session.connection().execute(_PAYMENT_CREATED, {"n": order_number, "now": now})
-    db.session.commit()
-
-
-def transition(order, expect_statuses, values, extra_where=(), also=None):
-    """One conditional UPDATE of the recharge from `order.version`, committed; True when
-    this process won.
-
-    `also()` writes in the same transaction first (a submit's answer onto its audit
-    row), committed whichever way the UPDATE goes."""
-    def unit():
-        if also is not None:
-            also()
-        result = db.session.connection().execute(
-            _O.update()
-            .where(_O.c.order_number == order.order_number,
-                   _O.c.version == order.version,
-                   _O.c.recharge_status.in_(expect_statuses),
-                   *extra_where)
-            .values(version=_O.c.version + 1, updated_at=utcnow(), **values))
-        db.session.commit()
-        return result.rowcount
-
-    # Safe to repeat: if a commit's answer was lost, the repeat matches nothing (the
-    # version moved) and we log a lost race; the sweep's status query then settles it.
-    won = database.run_unit(config.current(), unit, "recharge_transition") == 1
-    if won:
-        order.version += 1
-        for k, v in values.items():
-            if not isinstance(v, sa.sql.ClauseElement):
-                setattr(order, k, v)
-    return won
-
-
-def mark_delivered(order, now):
-    """A person's word that the operator did the top-up: unknown -> success. True when
-    this call made it so."""
-    return transition(order, ("unknown",), {"recharge_status": "success", "recharged_at": now,
-                                            "anomaly_reason": clear_auto_reason(CONFIRM)},
-                      extra_where=(awaiting_confirmation(_O.c),))
-
-
-def mark_failed(order):
-    """A person's word that the operator did not do it: unknown -> failed (the refund is
-    due). True when this call made it so."""
-    return transition(order, ("unknown",), {"recharge_status": "failed",
-                                            "anomaly_reason": clear_auto_reason(CONFIRM)},
-                      extra_where=(awaiting_confirmation(_O.c),))
 
 
 # Two statements on idx_payment_recharge_at (payment_status, recharge_status, recharge_at,
@@ -255,60 +286,253 @@ def count_awaiting_confirmation():
     return n, oldest
 
 
-def mark_refunding(order_number, now):
-    """paid (recharge failed) -> refunding: WeChat accepted the refund request. Committed;
-    True when this call made it so."""
+# -- how a move is written -------------------------------------------------------------------
+
+def _update(name, order_number, values, *where):
+    """One conditional UPDATE of `name`'s move, in the open transaction; the row as the
+    database now holds it, or None when the WHERE matched nothing."""
+    move = MOVE[name]
+    now = values.pop("now", None) or utcnow()
     result = db.session.connection().execute(
         _O.update()
-        .where(_O.c.order_number == order_number, refund_due(_O.c))
-        .values(payment_status="refunding", refund_requested_at=now, updated_at=now,
-                version=_O.c.version + 1))
+        .where(_O.c.order_number == order_number, move.allowed(_O.c), *where)
+        .values(**{move.column: move.to}, version=_O.c.version + 1, updated_at=now, **values))
+    return read(order_number) if result.rowcount == 1 else None
+
+
+def _committed(settings, what, unit):
+    """`unit` in a transaction of its own, committed, retried on a dropped connection or
+    a deadlock. Safe to repeat: a repeat after a commit whose acknowledgement was lost
+    matches nothing (the version moved), and the lost race is logged by the caller."""
+    def run():
+        out = unit()
+        db.session.commit()
+        return out
+    return database.run_unit(settings, run, what)
+
+
+def _clear(*reasons):
+    """For a move's values: anomaly_reason goes if it is one of `reasons` (the machine's
+    own "answer unclear" flags, or the one the move settles); a person's flag, or one set
+    on the payment, stays."""
+    return sa.case((_O.c.anomaly_reason.in_(reasons), None), else_=_O.c.anomaly_reason)
+
+
+def _pinned(order):
+    """The order is still as read: nothing moved it since (every move bumps version)."""
+    return _O.c.version == order.version
+
+
+# -- payment moves ---------------------------------------------------------------------------
+
+def mark_paid(order, transaction_id, now=None):
+    """unpaid -> paid, in the open transaction (the caller claims in the same commit)."""
+    now = now or utcnow()
+    return _update("mark_paid", order.order_number,
+                   {"transaction_id": transaction_id, "paid_at": now, "now": now})
+
+
+def close_unpaid(order, created_before):
+    """unpaid past its payment window -> closed, committed."""
+    now = utcnow()
+    closed_row = _update("close_unpaid", order.order_number, {"closed_at": now, "now": now},
+                         expired(_O.c, created_before))
     db.session.commit()
-    return result.rowcount == 1
+    return closed_row
 
 
-def note_refund_refused(order_number, now):
-    """WeChat answered the refund request with a refusal: the order stays paid (no state
-    change, no version), and the sweep no longer sends it on its own. In the open
-    transaction; the caller commits with the flag that says why."""
+def start_refund(order, now=None):
+    """paid (recharge failed) -> refunding: WeChat accepted the refund request. Committed."""
+    now = now or utcnow()
+    row = _update("start_refund", order.order_number, {"refund_requested_at": now, "now": now})
+    db.session.commit()
+    return row
+
+
+def confirm_refund(order):
+    """refunding (or paid with the recharge failed) -> refunded: WeChat confirmed the
+    money went back. Committed. Clears refund_failed: the refund it was about went through."""
+    now = utcnow()
+    row = _update("confirm_refund", order.order_number,
+                  {"refunded_at": now, "now": now, "anomaly_reason": _clear("refund_failed")})
+    db.session.commit()
+    return row
+
+
+def refund_closed(order, words):
+    """refunding -> paid: WeChat closed the refund (REFUNDCLOSE, CHANGE). Flagged
+    refund_failed with WeChat's words in the same commit when this call won."""
+    row = _update("refund_closed", order.order_number, {})
+    if row is not None:
+        _flag(order.order_number, "refund_failed", words)
+        row = read(order.order_number)
+    db.session.commit()
+    return row
+
+
+# -- recharge moves --------------------------------------------------------------------------
+
+def claim(order, now=None):
+    """pending -> processing from `order.version`, in the open transaction. The caller
+    commits before anything is sent to the operator."""
+    now = now or utcnow()
+    return _update("claim", order.order_number,
+                   {"recharge_at": now, "now": now, "submit_count": _O.c.submit_count + 1}, _pinned(order))
+
+
+def resubmit(settings, order):
+    """unknown (or stuck processing) -> processing for the one second submit, committed."""
+    return _committed(settings, "resubmit", lambda: _update(
+        "resubmit", order.order_number, {"submit_count": _O.c.submit_count + 1},
+        _pinned(order), _O.c.submit_count == order.submit_count))
+
+
+def settle_success(settings, order, receipt=None, also=None):
+    """processing or unknown -> success, with the operator's receipt; committed.
+    `also()` writes in the same transaction (the submit's answer onto its audit row),
+    committed whichever way the UPDATE goes."""
+    now = utcnow()
+    values = {"recharged_at": now, "now": now, "anomaly_reason": _clear(*AUTO_REASONS, CONFIRM),
+              **_receipt_values(receipt)}
+    return _committed(settings, "settle_success", _with(also, lambda: _update(
+        "settle_success", order.order_number, dict(values), _pinned(order))))
+
+
+def settle_failed(settings, order, also=None):
+    """processing or unknown -> failed (a definite refusal; the refund follows); committed."""
+    return _committed(settings, "settle_failed", _with(also, lambda: _update(
+        "settle_failed", order.order_number, {"anomaly_reason": _clear(*AUTO_REASONS, CONFIRM)},
+        _pinned(order))))
+
+
+def mark_unknown(settings, order, reason, details, also=None):
+    """processing -> unknown (an unclear answer, or a claim stuck past SWEEP_STUCK_SECONDS),
+    flagged `reason` in the same commit; committed."""
+    def unit():
+        row = _update("mark_unknown", order.order_number, {}, _pinned(order))
+        if row is not None:
+            _flag(order.order_number, reason, details)
+            row = read(order.order_number)
+        return row
+    return _committed(settings, "mark_unknown", _with(also, unit))
+
+
+def mark_delivered(settings, order):
+    """A person's word that the operator did the top-up: unknown -> success."""
+    now = utcnow()
+    return _committed(settings, "mark_delivered", lambda: _update(
+        "mark_delivered", order.order_number,
+        {"recharged_at": now, "now": now, "anomaly_reason": _clear(*AUTO_REASONS, CONFIRM)}, _pinned(order)))
+
+
+def mark_failed(settings, order):
+    """A person's word that the operator did not do it: unknown -> failed (the refund is due)."""
+    return _committed(settings, "mark_failed", lambda: _update(
+        "mark_failed", order.order_number, {"anomaly_reason": _clear(*AUTO_REASONS, CONFIRM)}, _pinned(order)))
+
+
+def give_up(settings, order):
+    """A person's decision on an order the operator lost every submit of: unknown -> failed."""
+    return _committed(settings, "give_up", lambda: _update(
+        "give_up", order.order_number, {"anomaly_reason": _clear(*AUTO_REASONS, LOST)},
+        _pinned(order), _O.c.submit_count == order.submit_count))
+
+
+def _with(also, unit):
+    if also is None:
+        return unit
+
+    def both():
+        also()
+        return unit()
+    return both
+
+
+def _receipt_values(receipt):
+    if receipt is None:
+        return {}
+    return {"receipt_bill_id": receipt.bill_id or None, "receipt_lottery": receipt.lottery or None,
+            "receipt_qr_data": receipt.qr_data or None, "receipt_amount": receipt.amount or None,
+            "receipt_vat": receipt.vat or None}
+
+
+# -- writes that are not moves (no status, no version) ---------------------------------------
+
+_PAYMENT_CREATED = (_O.update().where(_O.c.order_number == sa.bindparam("n"), unpaid(_O.c))
+                    .values(payment_created_at=sa.bindparam("now"), updated_at=sa.bindparam("now")))
+
+
+def note_payment_created(order_number):
+    """When WeChat's trade was created: the sweep asks about unpaid orders from then on.
+    Committed; the order stays unpaid."""
+    now = utcnow()
+    db.session.connection().execute(_PAYMENT_CREATED, {"n": order_number, "now": now})
+    db.session.commit()
+
+
+def note_refund_refused(order_number, now, words):
+    """WeChat refused the refund request, or closed a refund we never recorded as
+    accepted: the order stays paid, the sweep no longer sends it on its own, and it is
+    flagged refund_failed with WeChat's words. Committed."""
     db.session.connection().execute(
         _O.update().where(_O.c.order_number == order_number, refund_due(_O.c))
         .values(refund_requested_at=now, updated_at=now))
-
-
-def mark_refunded(order_number, also_clear=("refund_failed",)):
-    """refunding (or paid with the recharge failed) -> refunded: WeChat confirmed the
-    money went back. Committed; True when this call made it so. Clears the reasons in
-    `also_clear`: the refund they were about went through."""
-    now = utcnow()
-    result = db.session.connection().execute(
-        _O.update()
-        .where(_O.c.order_number == order_number, refund_confirmable(_O.c))
-        .values(payment_status="refunded", refunded_at=now, updated_at=now, version=_O.c.version + 1,
-                anomaly_reason=sa.case((_O.c.anomaly_reason.in_(also_clear), None),
-                                       else_=_O.c.anomaly_reason)))
+    _flag(order_number, "refund_failed", words)
     db.session.commit()
-    return result.rowcount == 1
 
 
-def mark_refund_failed(order_number, also=None):
-    """refunding -> paid: WeChat closed the refund (REFUNDCLOSE, CHANGE). `also()` writes
-    in the same transaction when this call won (the refund_failed flag). Committed; True
-    when this call made it so."""
-    now = utcnow()
-    result = db.session.connection().execute(
-        _O.update()
-        .where(_O.c.order_number == order_number, refunding(_O.c))
-        .values(payment_status="paid", updated_at=now, version=_O.c.version + 1))
-    won = result.rowcount == 1
-    if won and also is not None:
-        also()
+def flag(order_number, reason, details):
+    """A person should look: anomaly_reason (the latest why) and anomaly_details (every
+    why, one timestamped line each). Committed. Not a state change: it leaves `version`
+    alone, so it never makes a concurrent claim lose."""
+    _flag(order_number, reason, details)
     db.session.commit()
-    return won
 
 
-def clear_auto_reason(*also):
-    """For a transition's values: the machine's own "answer unclear" flag goes once the
-    answer is clear (a person's flag, or one set on the payment, stays); so do the
-    reasons in `also`."""
-    return sa.case((_O.c.anomaly_reason.in_((*AUTO_REASONS, *also)), None), else_=_O.c.anomaly_reason)
+def _flag(order_number, reason, details):
+    now = utcnow()
+    said = details if isinstance(details, str) else json.dumps(details, ensure_ascii=False, default=str)
+    line = f"{iso(now)} {reason}: {said}\n"
+    current = sa.func.coalesce(_O.c.anomaly_details, "")
+    db.session.connection().execute(
+        _O.update().where(_O.c.order_number == order_number).values(
+            anomaly_reason=reason[:100],
+            anomaly_details=sa.case((sa.func.length(current) < DETAILS_CAP, current + line[:2000]),
+                                    else_=current),
+            updated_at=now))
+
+
+def resolve(order_number, actor, note, expected_reason=None):
+    """A person closes an anomaly: clear anomaly_reason, stamp resolved_at and
+    resolved_note, and append who and why to anomaly_details, in one UPDATE, with the
+    audit row in the same transaction (the caller commits). Like `flag`, it leaves
+    `version` and the statuses alone: resolving is a note, not a state change.
+
+    `expected_reason` is the reason the person saw: if the machine flagged something
+    else since, nothing is changed. Returns True when the order was resolved."""
+    note = (note or "").strip()
+    if not note:
+        raise ValueError("a note is required to resolve an anomaly")
+    now = utcnow()
+    said = f" by {actor}: {note}".replace("\r", " ").replace("\n", " ")[:2000] + "\n"
+    current = sa.func.coalesce(_O.c.anomaly_details, "")
+    # "<time> resolved <the reason it had> by <actor>: <note>", the reason read by the UPDATE itself
+    line = sa.literal(f"{iso(now)} resolved ") + sa.func.coalesce(_O.c.anomaly_reason, "") + sa.literal(said)
+    where = [_O.c.order_number == order_number, flagged(_O.c)]
+    if expected_reason is not None:
+        where.append(_O.c.anomaly_reason == expected_reason)
+    # ordered_values: MySQL evaluates SET left to right, so anomaly_details must read the
+    # reason before anomaly_reason is cleared.
+    result = db.session.connection().execute(
+        _O.update().where(*where).ordered_values(
+            (_O.c.anomaly_details, sa.case((sa.func.length(current) < DETAILS_CAP, current + line),
+                                           else_=current)),
+            (_O.c.anomaly_reason, None),
+            (_O.c.resolved_at, now),
+            (_O.c.resolved_note, note[:255]),
+            (_O.c.updated_at, now),
+        ))
+    if result.rowcount != 1:
+        return False
+    audit.record_event(order_number, "anomaly_resolved", actor, note)
+    return True

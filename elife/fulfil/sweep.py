@@ -41,16 +41,17 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from .. import config, metrics
-from ..clients import unitel
-from ..clients.wechat import WeChatClient, WeChatRejected, WeChatUnavailable
+from .. import metrics
+from ..clients.wechat import WeChatRejected, WeChatUnavailable
 from ..extensions import db
 from ..logs import event
 from ..models import AdminSession, IdempotencyKey, Order, PaymentNotice
-from ..shop import limits, live_prices
+from .. import limits
+from ..shop import live_prices
 from ..shop.orders import IDEMPOTENCY_TTL
 from ..timeutil import utcnow
 from . import breaker, payments, recharge, refunds, state
+from .state import PaymentStatus, RechargeStatus
 
 log = logging.getLogger("elife.sweep")
 
@@ -77,7 +78,14 @@ class Summary:
         return asdict(self)
 
 
-def selections(now, s):
+# The selections' names (the summary's by_selection, the log's n_<name>). Two are the
+# status of the orders they select.
+PAID_UNCLAIMED, LOST_CALLBACK, REFUND_PENDING = "paid_unclaimed", "lost_callback", "refund_pending"
+REFUNDING, EXPIRED_UNPAID = PaymentStatus.REFUNDING.value, "expired_unpaid"
+UNKNOWN, STUCK_PROCESSING = RechargeStatus.UNKNOWN.value, "stuck_processing"
+
+
+def selections(now, s, has_status_query=True):
     """(name, WHERE, keyset column) for each selection. Each is walked in the order of
     the index that serves it -- (keyset column, id) -- so a page never sorts or scans."""
     grace = now - timedelta(seconds=s.SWEEP_GRACE_SECONDS)
@@ -87,30 +95,25 @@ def selections(now, s):
     out = [
         # Paid money first: nothing sent yet, or not even marked paid.
         # idx_payment_recharge_at (payment_status, recharge_status, recharge_at, id)
-        ("paid_unclaimed", sa.and_(state.claimable(Order), Order.paid_at < grace), None),
+        (PAID_UNCLAIMED, sa.and_(state.claimable(Order), Order.paid_at < grace), None),
         # idx_orders_payment_created (payment_status, payment_created_at, id)
-        ("lost_callback", sa.and_(Order.payment_status == "unpaid", Order.payment_created_at >= window,
-                                  Order.payment_created_at < grace), Order.payment_created_at),
+        (LOST_CALLBACK, state.payment_created_between(Order, window, grace), Order.payment_created_at),
         # idx_payment_recharge_at. A refund WeChat refused or closed waits for a person.
-        ("refund_pending", state.auto_refund_due(Order), Order.recharge_at),
+        (REFUND_PENDING, state.auto_refund_due(Order), Order.recharge_at),
         # idx_orders_refunding (payment_status, refund_requested_at, id)
-        ("refunding", sa.and_(state.refunding(Order), Order.refund_requested_at < grace),
+        (REFUNDING, sa.and_(state.refunding(Order), Order.refund_requested_at < grace),
          Order.refund_requested_at),
         # idx_orders_payment_status_created (payment_status, created_at, id)
-        ("expired_unpaid", state.expired(Order, ttl), Order.created_at),
+        (EXPIRED_UNPAID, state.expired(Order, ttl), Order.created_at),
         # Then the unclear ones, once SWEEP_STUCK_SECONDS have passed since the claim;
         # an order the operator lost twice (flagged, or already seen by a person) waits
         # for a person, not for the sweep. After a resubmit that was unclear, keep asking.
         # idx_recharge_status_at_seqid (recharge_status, recharge_at, id)
-        ("unknown", sa.and_(Order.recharge_status == "unknown", Order.recharge_at < stuck,
-                            sa.or_(Order.submit_count < state.MAX_SUBMITS,
-                                   sa.and_(sa.func.coalesce(Order.anomaly_reason, "") != "operator_lost_request",
-                                           Order.resolved_at.is_(None)))), Order.recharge_at),
-        ("stuck_processing", sa.and_(Order.recharge_status == "processing", Order.recharge_at < stuck),
-         Order.recharge_at),
+        (UNKNOWN, state.status_query_due(Order, stuck), Order.recharge_at),
+        (STUCK_PROCESSING, state.stuck(Order, stuck), Order.recharge_at),
     ]
-    if not unitel.has_status_query(s):  # no one to ask about `unknown`: a person decides
-        out = [sel for sel in out if sel[0] != "unknown"]
+    if not has_status_query:  # no one to ask about `unknown`: a person decides
+        out = [sel for sel in out if sel[0] != UNKNOWN]
     return out
 
 
@@ -132,14 +135,16 @@ def _page(where, key_col, after, batch):
     return rows
 
 
-def run(settings=None):
-    s = settings or config.current()
+def run(svc):
+    """One sweep over every selection, within SWEEP_MAX_SECONDS; its Summary."""
+    s = svc.settings
+    asks = svc.unitel.has_status_query
     started = time.monotonic()
     deadline = started + s.SWEEP_MAX_SECONDS
     now = utcnow()
     summary = Summary()
     calls_before = metrics.operator_counts()
-    for name, where, key_col in selections(now, s):
+    for name, where, key_col in selections(now, s, asks):
         counts = summary.by_selection.setdefault(name, 0)
         after = None
         while True:
@@ -156,19 +161,19 @@ def run(settings=None):
                     break
                 summary.found += 1
                 counts += 1
-                _handle(name, number, summary)
+                _handle(svc, name, number, summary)
             if summary.stopped_early:
                 break
         summary.by_selection[name] = counts
         if summary.stopped_early:
             break
-    if not unitel.has_status_query(s):
+    if not asks:
         summary.unconfirmed, oldest = state.count_awaiting_confirmation()
         if summary.unconfirmed:
             event(log, logging.WARNING, "awaiting_confirmation", count=summary.unconfirmed,
                   oldest=oldest and oldest.isoformat(timespec="seconds"),
                   message="unclear top-ups without a status query: confirm with Unitel on /admin")
-    _housekeeping(now)
+    _housekeeping(s, now)
     summary.seconds = time.monotonic() - started
     event(log, logging.INFO, "sweep_summary", summary.line()[len("sweep: "):],
           **{f"n_{k}": v for k, v in summary.by_selection.items()})
@@ -186,37 +191,42 @@ def _publish(s, summary, calls_before):
               dir=s.METRICS_DIR)
 
 
-OPERATOR_WORK = ("paid_unclaimed", "unknown", "stuck_processing")
+OPERATOR_WORK = (PAID_UNCLAIMED, UNKNOWN, STUCK_PROCESSING)
 
 
-def _handle(selection, number, summary):
+def _handle(svc, selection, number, summary):
     try:
-        if selection in OPERATOR_WORK and not breaker.allows_submit():
+        if selection in OPERATOR_WORK and not breaker.allows_submit(svc.settings):
             summary.skipped += 1  # the operator is down: paid orders wait for it
             return
-        if selection == "paid_unclaimed":
-            result = recharge.recharge_paid_order(number, "sweep")
+        if selection == PAID_UNCLAIMED:
+            result = recharge.recharge_paid_order(svc, number, "sweep")
             _count(summary, result, claimed=result is not None)
-        elif selection in ("unknown", "stuck_processing"):
+        elif selection in (UNKNOWN, STUCK_PROCESSING):
             before = _submits(number)
-            result = recharge.reconcile(number, "sweep")
+            result = recharge.reconcile(svc, number, "sweep")
             _count(summary, result, claimed=_submits(number) > before)
-        elif selection == "refund_pending":
-            result = refunds.refund(number, "sweep")
-            _count(summary, "settled" if result == "refunded" else
-                   "skipped" if result == "refunding" else "flagged")
-        elif selection == "refunding":
-            result = refunds.check(number, "sweep")
-            _count(summary, "settled" if result == "refunded" else
-                   "flagged" if result == "paid" else "skipped")
-        elif selection == "expired_unpaid":
-            _close_expired(number, summary)
+        elif selection == REFUND_PENDING:
+            result = refunds.refund(svc, number, "sweep")
+            _count(summary, SETTLED if result == PaymentStatus.REFUNDED else
+                   SKIPPED if result == PaymentStatus.REFUNDING else FLAGGED)
+        elif selection == REFUNDING:
+            result = refunds.check(svc, number, "sweep")
+            _count(summary, SETTLED if result == PaymentStatus.REFUNDED else
+                   FLAGGED if result == PaymentStatus.PAID else SKIPPED)
+        elif selection == EXPIRED_UNPAID:
+            _close_expired(svc, number, summary)
         else:
-            _recover_lost_callback(number, summary)
+            _recover_lost_callback(svc, number, summary)
     except Exception:  # noqa: BLE001 -- one bad row must not stop the sweep
         db.session.rollback()
         summary.errors += 1
         log.exception("event=sweep_row_error order=%s selection=%s", number, selection)
+
+
+SETTLED, FLAGGED, SKIPPED = "settled", "flagged", "skipped"
+# What a recharge's or a refund's result counts as when it is a status.
+_FINAL = (RechargeStatus.SUCCESS, RechargeStatus.FAILED, PaymentStatus.REFUNDED, PaymentStatus.PAID)
 
 
 def _count(summary, result, claimed=False):
@@ -224,9 +234,9 @@ def _count(summary, result, claimed=False):
     for a person); skipped: nothing to do yet, or another process had it."""
     if claimed:
         summary.claimed += 1
-    if result in ("success", "failed", "settled", "refunded", "paid"):
+    if result == SETTLED or result in _FINAL:
         summary.settled += 1
-    elif result == "flagged" or (result == "unknown" and claimed):
+    elif result == FLAGGED or (result == RechargeStatus.UNKNOWN and claimed):
         summary.flagged += 1
     else:
         summary.skipped += 1
@@ -238,13 +248,13 @@ def _submits(number):
     return n or 0
 
 
-def _recover_lost_callback(number, summary):
+def _recover_lost_callback(svc, number, summary):
     order = state.read_fresh(number)
-    if order is None or order.payment_status != "unpaid":
+    if order is None or not state.unpaid(order):
         summary.skipped += 1
         return
     try:
-        trade = WeChatClient(config.current()).query_order(number)
+        trade = svc.pay.query_order(number)
     except (WeChatUnavailable, WeChatRejected) as exc:
         event(log, logging.WARNING, "order_query_failed", order=number, actor="sweep", error=str(exc))
         summary.skipped += 1
@@ -253,7 +263,7 @@ def _recover_lost_callback(number, summary):
         summary.skipped += 1
         return
     event(log, logging.WARNING, "lost_callback", "支付回调丢失，已通过订单查询补单", order=number)
-    decision = payments.confirm_paid(order, trade, None, "sweep")
+    decision = payments.confirm_paid(svc, order, trade, None, "sweep")
     if decision == "paid":
         summary.claimed += 1
         summary.settled += 1
@@ -263,12 +273,11 @@ def _recover_lost_callback(number, summary):
         summary.skipped += 1
 
 
-def _close_expired(number, summary):
+def _close_expired(svc, number, summary):
     """Close an unpaid order past ORDER_TTL_SECONDS at WeChat, then here. Money WeChat
     took is always delivered or refunded: if it says the trade is paid (ORDERPAID), the
     order is recovered as paid instead."""
-    s = config.current()
-    cutoff = utcnow() - timedelta(seconds=s.ORDER_TTL_SECONDS)
+    cutoff = utcnow() - timedelta(seconds=svc.settings.ORDER_TTL_SECONDS)
     order = state.read_fresh(number)
     if order is None or not state.expired(order, cutoff):
         summary.skipped += 1
@@ -276,7 +285,7 @@ def _close_expired(number, summary):
     # Asked even when we never noted a payment: a /payment/create racing this close may
     # have made the trade at WeChat a moment ago. A trade WeChat never had is closed.
     try:
-        WeChatClient(s).close_order(number)
+        svc.pay.close_order(number)
     except WeChatRejected as exc:
         if exc.code != "ORDERPAID":
             event(log, logging.WARNING, "close_order_refused", order=number, code=exc.code, error=str(exc))
@@ -284,13 +293,13 @@ def _close_expired(number, summary):
             return
         event(log, logging.WARNING, "paid_at_close", order=number,
               message="WeChat says the expired order was paid: recovering it as paid")
-        _recover_lost_callback(number, summary)
+        _recover_lost_callback(svc, number, summary)
         return
     except WeChatUnavailable as exc:
         event(log, logging.WARNING, "close_order_failed", order=number, error=str(exc))
         summary.skipped += 1
         return
-    if state.mark_closed(number, cutoff):
+    if state.close_unpaid(order, cutoff) is not None:
         event(log, logging.INFO, "order_closed", order=number, actor="sweep",
               message="unpaid past ORDER_TTL_SECONDS; closed")
         summary.settled += 1
@@ -298,18 +307,18 @@ def _close_expired(number, summary):
         summary.skipped += 1
 
 
-def _housekeeping(now):
+def _housekeeping(s, now):
     """Drop ended abuse-limit windows, Idempotency-Keys past their 24 hours, stale live
     price lists, admin sessions past their 12 hours, and payment notices past
     NOTICE_RETENTION_DAYS."""
     try:
         limits.purge_expired(now)
-        live_prices.purge(now)
+        live_prices.purge(s, now)
         db.session.execute(sa.delete(IdempotencyKey).where(
             IdempotencyKey.created_at < now - IDEMPOTENCY_TTL))
         db.session.execute(sa.delete(AdminSession).where(AdminSession.expires_at < now))
         db.session.commit()
-        purge_old_notices(now)
+        purge_old_notices(s, now)
     except Exception:  # noqa: BLE001 -- housekeeping never fails a sweep
         db.session.rollback()
         log.exception("event=housekeeping_error")
@@ -319,11 +328,11 @@ NOTICE_PURGE_BATCH = 1000
 NOTICE_PURGE_BATCHES = 10  # per run: 10,000 a minute clears any backlog soon, a little each time
 
 
-def purge_old_notices(now, batch=NOTICE_PURGE_BATCH, batches=NOTICE_PURGE_BATCHES):
+def purge_old_notices(s, now, batch=NOTICE_PURGE_BATCH, batches=NOTICE_PURGE_BATCHES):
     """Delete payment notices older than NOTICE_RETENTION_DAYS, oldest first, in batches of
     their own short transactions; those of an order still flagged for a person stay, as
     the evidence they look at. Returns how many went."""
-    cutoff = now - timedelta(days=config.current().NOTICE_RETENTION_DAYS)
+    cutoff = now - timedelta(days=s.NOTICE_RETENTION_DAYS)
     flagged = sa.exists().where(Order.order_number == PaymentNotice.order_number, state.flagged(Order))
     old = (sa.select(PaymentNotice.id).where(PaymentNotice.received_at < cutoff, ~flagged)
            .order_by(PaymentNotice.received_at).limit(batch))  # idx_payment_notices_received

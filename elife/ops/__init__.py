@@ -1,2 +1,3 @@
-"""For the person on duty: reports, charts, the admin page's data, CLI commands, seed
-data, the schema check and the smoke test."""
+"""For the person on duty: reports, charts, the admin page's data, seed data, the
+catalogue's sync with Unitel, the schema check and the smoke test. The commands that run
+them are elife/cli.py."""

@@ -6,11 +6,12 @@ Every function returns a dict with the SVG's `width`, `height` and a list of `ba
 """
 from datetime import date, timedelta
 
+from ..fulfil.state import RechargeStatus
 from .reports import DELAY_AVG_MAX, DELAY_MAX_MAX, PENDING_COUNT_MAX, PENDING_MINUTES_MAX
 
 STATUS_COLORS = {
-    "success": "#2e7d32", "failed": "#c62828", "unknown": "#ef6c00",
-    "processing": "#1565c0", "pending": "#757575",
+    RechargeStatus.SUCCESS: "#2e7d32", RechargeStatus.FAILED: "#c62828", RechargeStatus.UNKNOWN: "#ef6c00",
+    RechargeStatus.PROCESSING: "#1565c0", RechargeStatus.PENDING: "#757575",
 }
 PALETTE = ("#c62828", "#ef6c00", "#6a1b9a", "#1565c0", "#00838f", "#558b2f",
            "#ad1457", "#4e342e", "#f9a825", "#37474f")

@@ -14,12 +14,10 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from .. import config
-from ..api.orders import _CODE
-from ..clients import unitel
 from ..extensions import db
 from ..logs import event
 from ..models import Product
+from ..shop.catalog import PRODUCT_CODE
 from ..shop.pricing import RATE, PricingError, checked_rate, price, yuan
 from ..timeutil import utcnow
 
@@ -40,9 +38,10 @@ class Line:
     product_id: int | None = None
 
 
-def diff(msisdn):
-    """(servicetype, [Line]) for the number. Raises unitel.Unreachable."""
-    servicetype, packages = unitel.UnitelClient(config.current()).packages(msisdn)
+def diff(client, msisdn):
+    """(servicetype, [Line]) for the number, as `client` (a UnitelClient) reads its list.
+    Raises clients.unitel.Unreachable."""
+    servicetype, packages = client.packages(msisdn)
     products = db.session.execute(sa.select(Product).where(Product.product_operator == OPERATOR)
                                   .order_by(Product.recharge_type, Product.price_tg, Product.id)).scalars().all()
     by_operator = {(p.recharge_type, p.operator_code or p.product_code): p for p in products}
@@ -57,7 +56,7 @@ def diff(msisdn):
         theirs = {"name": pkg.name or pkg.eng_name or pkg.code, "eng_name": pkg.eng_name or None,
                   "price_tg": pkg.price, "days": pkg.days, "data": pkg.data or None}
         if product is None:
-            if not _CODE.fullmatch(pkg.code):
+            if not PRODUCT_CODE.fullmatch(pkg.code):
                 lines.append(Line("skipped", pkg.recharge_type, pkg.code, pkg.code, theirs,
                                   note="its code is not one our API accepts"))
             elif key in our_codes:

@@ -19,10 +19,9 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import sqlalchemy as sa
 
-from .. import config
-from ..clients import unitel
 from ..extensions import db
 from ..fulfil import reconcile, state
+from ..fulfil.state import RechargeStatus
 from ..models import OperatorCall, Order, Reconciliation, ReconciliationBreak
 from ..shop.phones import mask
 from ..timeutil import iso, utcnow
@@ -34,7 +33,6 @@ DELAY_MAX_MAX = 60
 PENDING_COUNT_MAX = 10
 PENDING_MINUTES_MAX = 30
 PENDING_AFTER = timedelta(minutes=5)
-PAID_STATUSES = reconcile.PAID_STATUSES  # paid at some point
 UNRECONCILED_AFTER_DAYS = 2
 
 
@@ -56,12 +54,12 @@ def success_rate(now, hours):
     since = now - timedelta(hours=hours)
     rows = db.session.execute(
         sa.select(Order.recharge_status, sa.func.count())
-        .where(Order.paid_at >= since, Order.payment_status.in_(PAID_STATUSES))
+        .where(Order.paid_at >= since, state.paid_ever(Order))
         .group_by(Order.recharge_status)).all()
     total = sum(n for _, n in rows)
     by_status = [{"rechargeStatus": st, "count": n, "percentage": str(_pct(n, total))}
                  for st, n in sorted(rows, key=lambda r: -r[1])]
-    success = next((n for st, n in rows if st == "success"), 0)
+    success = next((n for st, n in rows if st == RechargeStatus.SUCCESS), 0)
     rate = _pct(success, total)
     alert = rate is not None and rate < SUCCESS_RATE_MIN
     return {"hours": hours, "paid": total, "byStatus": by_status,
@@ -103,7 +101,7 @@ def recharge_delay(now, hours):
     row = db.session.execute(
         sa.select(sa.func.count(), sa.func.avg(to_claim), sa.func.max(to_claim), sa.func.min(to_claim),
                   sa.func.avg(to_success), sa.func.max(to_success))
-        .where(Order.paid_at >= since, Order.recharge_status == "success",
+        .where(Order.paid_at >= since, state.delivered(Order),
                Order.recharge_at.is_not(None))).one()
     n, avg_c, max_c, min_c, avg_s, max_s = row
 
@@ -117,20 +115,19 @@ def recharge_delay(now, hours):
             "threshold": f"avg < {DELAY_AVG_MAX} s, max < {DELAY_MAX_MAX} s"}
 
 
-def pending_compensation(now):
+def pending_compensation(now, has_status_query):
     """Query 4: paid, never claimed, for more than 5 minutes: the sweep is not keeping up."""
     cutoff = now - PENDING_AFTER
     n, oldest = db.session.execute(
         sa.select(sa.func.count(), sa.func.min(Order.paid_at))
-        .where(Order.payment_status == "paid", Order.recharge_status == "pending",
-               Order.recharge_at.is_(None), Order.paid_at < cutoff)).one()
+        .where(state.claimable(Order), Order.paid_at < cutoff)).one()
     minutes = int((now - oldest).total_seconds() // 60) if oldest else 0
     unclear = db.session.execute(
-        sa.select(sa.func.count()).where(Order.recharge_status.in_(("unknown", "processing")))).scalar()
+        sa.select(sa.func.count()).where(state.awaiting_operator(Order))).scalar()
     alert = n > PENDING_COUNT_MAX or minutes > PENDING_MINUTES_MAX
     threshold = f"pending <= {PENDING_COUNT_MAX} and oldest <= {PENDING_MINUTES_MAX} min"
     unconfirmed, unconfirmed_since = None, None
-    if not unitel.has_status_query(config.current()):
+    if not has_status_query:
         # Nothing will settle these but a person: any is an alert.
         unconfirmed, since = state.count_awaiting_confirmation()
         unconfirmed_since = iso(since)
@@ -174,14 +171,16 @@ def reconciliation(now, days):
 SECTIONS = ("successRate", "anomalies", "delay", "pending", "reconciliation")
 
 
-def all_reports(hours=24, days=7, now=None):
+def all_reports(*, has_status_query, hours=24, days=7, now=None):
+    """Every report; `has_status_query`: whether the operator has a status query (without
+    one, unclear top-ups wait for a person and count as an alert)."""
     now = now or utcnow()
     out = {
         "generatedAt": iso(now),
         "successRate": success_rate(now, hours),
         "anomalies": anomalies_by_day(now, days),
         "delay": recharge_delay(now, hours),
-        "pending": pending_compensation(now),
+        "pending": pending_compensation(now, has_status_query),
         "reconciliation": reconciliation(now, days),
     }
     db.session.commit()

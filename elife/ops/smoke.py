@@ -11,6 +11,7 @@ import time
 import requests
 
 from ..config import load_settings
+from ..fulfil.state import RechargeStatus
 
 SEED_ORDER = {"phoneNumber": "88888888", "productOperator": "UNITEL", "rechargeType": "VOICE",
               "productCode": "5000"}
@@ -87,7 +88,7 @@ def main(argv):
         deadline = time.monotonic() + 15
         while True:
             o = expect(requests.get(f"{base}/orders/{state['n']}", headers=state["h"], timeout=10), 200)
-            if o["rechargeStatus"] == "success":
+            if o["rechargeStatus"] == RechargeStatus.SUCCESS:
                 return "paid and recharged"
             if time.monotonic() > deadline:
                 raise Failed(f"payment {o['paymentStatus']}, recharge {o['rechargeStatus']} after 15 s")

@@ -66,7 +66,7 @@ def _error(code, message, status=400):
 
 
 def register(app, state, pay_body, resp, service_url):
-    """Add the money calls to the sandbox app (pay_body/resp: app.py's helpers)."""
+    """Add the money calls to the sandbox app (pay_body/resp: wechat.py's helpers)."""
 
     def refund_notice(r, trade):
         body = {

@@ -1,1 +1,1 @@
-"""What a customer buys: numbers, prices, the catalogue, orders and the limits on them."""
+"""What a customer buys: numbers, prices, the catalogue, customers and their orders."""

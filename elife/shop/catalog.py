@@ -1,12 +1,16 @@
 """The product catalogue, priced at the active exchange rate."""
+import re
+from dataclasses import dataclass
+
 import sqlalchemy as sa
 
 from ..errors import Conflict
 from ..extensions import db
 from ..models import Product
-from .pricing import RATE, PricingError, checked_rate, price, yuan
+from .pricing import RATE, Price, PricingError, checked_rate, price
 
 RECHARGE_TYPES = ("VOICE", "DATA")
+PRODUCT_CODE = re.compile(r"[A-Za-z0-9_-]{1,32}")  # our product codes, as POST /orders accepts them
 _P = Product.__table__
 # Each product with the rate beside it: one statement for the catalogue or one product.
 _PRICED = sa.select(_P.c.product_code, _P.c.product_operator, _P.c.recharge_type, _P.c.name,
@@ -18,7 +22,17 @@ _ONE = sa.select(_P.c.product_code, _P.c.price_tg, _P.c.is_active, _P.c.operator
     _P.c.product_code == sa.bindparam("code"))
 
 
+@dataclass(frozen=True)
+class Priced:
+    """A product's row and the customer's price for it at the active rate (None: it has
+    none, for want of a usable rate or of a price in range)."""
+    product: object
+    price: Price | None
+
+
 def products(operator=None, recharge_type=None):
+    """The products on sale (both filters optional), each Priced; those with no price
+    (0 fen, or absurd) are not for sale and left out."""
     q = _PRICED
     if operator:
         q = q.where(_P.c.product_operator == operator)
@@ -32,26 +46,10 @@ def products(operator=None, recharge_type=None):
     out = []
     for p in rows:
         try:
-            pr = price(p.price_tg, rate)
+            out.append(Priced(p, price(p.price_tg, rate)))
         except PricingError:
             continue  # priced at 0 fen (or absurdly): not for sale
-        out.append(as_json(p, pr))
     return out
-
-
-def as_json(p, pr):
-    return {
-        "productCode": p.product_code,
-        "productOperator": p.product_operator,
-        "rechargeType": p.recharge_type,
-        "name": p.name,
-        "engName": p.eng_name,
-        "days": p.days,
-        "data": p.data,
-        "priceTg": p.price_tg,
-        "priceRmb": yuan(pr.total_fee),
-        "totalFee": pr.total_fee,
-    }
 
 
 def find_active(operator, recharge_type, code):

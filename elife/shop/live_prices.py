@@ -14,7 +14,6 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
 
-from .. import config
 from ..clients import unitel
 from ..errors import Conflict, Invalid
 from ..extensions import db
@@ -30,13 +29,13 @@ _READ = sa.select(_T.c.prices, _T.c.fetched_at).where(
     _T.c.operator == sa.bindparam("op"), _T.c.msisdn == sa.bindparam("msisdn"))
 
 
-def check(operator, msisdn, recharge_type, operator_code, price_tg):
+def check(settings, client, operator, msisdn, recharge_type, operator_code, price_tg):
     """Raise Invalid product_unavailable_for_number when the number cannot buy the
     package, Conflict price_changed (details: the operator's price) when its price moved;
     return quietly when it is on sale at our price, or when the operator cannot be asked."""
     if operator != "UNITEL":  # the only operator with a client
         return
-    prices = offered(operator, msisdn)
+    prices = offered(settings, client, operator, msisdn)
     if prices is None:
         return
     live = prices.get(recharge_type, {}).get(operator_code)
@@ -52,21 +51,21 @@ def check(operator, msisdn, recharge_type, operator_code, price_tg):
                        details={"priceTg": live, "previousPriceTg": price_tg})
 
 
-def offered(operator, msisdn):
+def offered(settings, client, operator, msisdn):
     """{recharge type: {operator code: MNT}} for the number: from the cache while it is
-    fresh, else from the operator (stored); None when the operator cannot be asked."""
-    s = config.current()
+    fresh, else from the operator (`client`, a UnitelClient; stored); None when the
+    operator cannot be asked."""
     now = utcnow()
     conn = db.session.connection()
     row = conn.execute(_READ, {"op": operator, "msisdn": msisdn}).first()
-    if row is not None and row.fetched_at >= now - timedelta(seconds=s.UNITEL_PRICE_CACHE_SECONDS):
+    if row is not None and row.fetched_at >= now - timedelta(seconds=settings.UNITEL_PRICE_CACHE_SECONDS):
         try:
             return json.loads(row.prices)
         except ValueError:
             pass  # unreadable: ask again
     db.session.commit()  # no transaction (nor SQLite read lock) held while the operator answers
     try:
-        _, packages = unitel.UnitelClient(s).packages(msisdn, seconds=s.UNITEL_PRICE_TIMEOUT)
+        _, packages = client.packages(msisdn, seconds=settings.UNITEL_PRICE_TIMEOUT)
     except unitel.Unreachable as exc:
         event(log, logging.WARNING, "live_price_unavailable", phone=mask(msisdn), error=str(exc)[:200],
               message="the order is priced from our table")
@@ -89,7 +88,7 @@ def _store(conn, operator, msisdn, prices, now):
     conn.execute(stmt)
 
 
-def purge(now):
+def purge(settings, now):
     """Drop lists older than the cache keeps them (the sweep's housekeeping)."""
-    cutoff = now - timedelta(seconds=config.current().UNITEL_PRICE_CACHE_SECONDS)
+    cutoff = now - timedelta(seconds=settings.UNITEL_PRICE_CACHE_SECONDS)
     db.session.execute(sa.delete(OperatorPriceList).where(OperatorPriceList.fetched_at < cutoff))

@@ -6,15 +6,16 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from . import catalog, limits, live_prices, phones, vat
-from .. import metrics
+from . import catalog, live_prices, phones
+from .. import limits, metrics
 from ..errors import Conflict, Invalid, NotFound
-from ..fulfil import breaker
 from ..extensions import db
+from ..fulfil import state
 from ..logs import event
 from ..models import IdempotencyKey, Order
-from .pricing import checked_rate, price, yuan
-from ..timeutil import iso, utcnow
+from ..validators import normalize_register_no
+from .pricing import checked_rate, price
+from ..timeutil import utcnow
 
 log = logging.getLogger("elife.orders")
 IDEMPOTENCY_TTL = timedelta(hours=24)
@@ -25,16 +26,19 @@ def new_order_number():
     return "ORD" + utcnow().strftime("%Y%m%d%H%M%S") + f"{secrets.randbelow(10**8):08d}"
 
 
-def create(user, *, phone_number, operator, recharge_type, product_code, idempotency_key=None,
-           vat_register_no=None):
+def create(user, *, phone_number, operator, recharge_type, product_code, settings, unitel,
+           refuse_if_operator_down, idempotency_key=None, vat_register_no=None):
+    """A new unpaid order (or, with a key already used, the order it made: created False).
+    `unitel` asks the live package list; `refuse_if_operator_down(operator)` raises while
+    the operator cannot take top-ups (the breaker), so no money is taken for one."""
     if operator not in phones.SUPPORTED_OPERATORS:
         raise Invalid("unsupported_operator", f"we do not sell top-ups for {operator}")
     if recharge_type not in catalog.RECHARGE_TYPES:
         raise Invalid("invalid_recharge_type", "rechargeType must be VOICE or DATA")
     number = phones.check_operator(phone_number, operator)
-    breaker.refuse_if_open(operator)  # no money taken for a top-up we cannot deliver now
+    refuse_if_operator_down(operator)  # no money taken for a top-up we cannot deliver now
     if vat_register_no is not None:
-        vat_register_no = vat.normalize_register_no(vat_register_no)
+        vat_register_no = normalize_register_no(vat_register_no)
         if vat_register_no is None:
             raise Invalid("invalid_vat_register_no", "vatRegisterNo must be a 7-digit company register "
                                                      "number or 2 Cyrillic letters and 8 digits")
@@ -44,11 +48,11 @@ def create(user, *, phone_number, operator, recharge_type, product_code, idempot
     code, price_tg, rate, operator_code = found
     pr = price(price_tg, checked_rate(rate))  # PricingError: no rate, or no price for it
     # The operator's live list for this number (cached): may refuse the product or its price.
-    live_prices.check(operator, number, recharge_type, operator_code, price_tg)
+    live_prices.check(settings, unitel, operator, number, recharge_type, operator_code, price_tg)
 
     # Counts valid creates only. Without a key the counters commit with the order: one
     # commit per order. With one they commit first, as the key's claim may roll back.
-    limits.orders_by_user(user.id, commit=bool(idempotency_key))
+    limits.orders_by_user(settings, user.id, commit=bool(idempotency_key))
     if idempotency_key:
         existing = _claim_idempotency_key(user.id, idempotency_key)
         if existing is not None:
@@ -65,8 +69,8 @@ def create(user, *, phone_number, operator, recharge_type, product_code, idempot
         order_number=new_order_number(), user_id=user.id, phone_number=number,
         product_operator=operator, recharge_type=recharge_type, product_code=code,
         product_price_tg=pr.price_tg, product_price_rmb=pr.price_rmb, total_fee=pr.total_fee,
-        exchange_rate=pr.rate, payment_status="unpaid", recharge_status="pending",
-        created_at=now, updated_at=now, version=0, submit_count=0,
+        exchange_rate=pr.rate, **state.initial_state(),
+        created_at=now, updated_at=now,
         operator_code=operator_code, vat_register_no=vat_register_no)
     # Core, not the ORM unit of work: this is the busiest write path (bench/notes.md).
     conn = db.session.connection()
@@ -139,31 +143,3 @@ def list_own(user, limit, before_id=None):
     next_cursor = str(rows[limit - 1].id) if len(rows) > limit else None
     return rows[:limit], next_cursor
 
-
-def as_json(o):
-    return {
-        "orderNumber": o.order_number,
-        "phoneNumber": o.phone_number,
-        "productOperator": o.product_operator,
-        "rechargeType": o.recharge_type,
-        "productCode": o.product_code,
-        "productPriceTg": o.product_price_tg,
-        "productPriceRmb": yuan(o.total_fee),
-        "totalFee": o.total_fee,
-        "paymentStatus": o.payment_status,
-        "rechargeStatus": o.recharge_status,
-        "paidAt": iso(o.paid_at),
-        "rechargedAt": iso(o.recharged_at),
-        "refundedAt": iso(o.refunded_at),
-        "createdAt": iso(o.created_at),
-        "vatRegisterNo": o.vat_register_no,
-        "receipt": receipt_json(o),
-    }
-
-
-def receipt_json(o):
-    """The VAT e-receipt the operator gave with the top-up; None before (or without one)."""
-    if not (o.receipt_bill_id or o.receipt_lottery):
-        return None
-    return {"billId": o.receipt_bill_id, "lottery": o.receipt_lottery, "qrData": o.receipt_qr_data,
-            "amount": o.receipt_amount, "vat": o.receipt_vat}

@@ -6,7 +6,6 @@ A disabled product is not listed and cannot be ordered (409 product_unavailable)
 orders already made keep their product and price, which they store.
 """
 import logging
-import re
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -16,14 +15,13 @@ from ..errors import Conflict, Invalid, NotFound
 from ..extensions import db
 from ..logs import event
 from ..models import Product, ProductChange
-from ..timeutil import iso, utcnow
+from ..timeutil import utcnow
 from . import catalog, phones
 from .pricing import RATE, PricingError, checked_rate, price
 from .rates import MAX_MOVE, move, move_text
 
 log = logging.getLogger("elife.catalog")
 
-CODE = re.compile(r"[A-Za-z0-9_-]{1,32}")  # as POST /orders accepts it
 NAME_MAX = 100
 NOTE_MAX = 255
 MAX_PRICE_TG = 100_000_000  # whole tugrik; far above any top-up, far below the INT column
@@ -54,7 +52,7 @@ def key(operator, recharge_type, code):
         raise ProductError("invalid_operator", f"operator must be one of {', '.join(phones.OPERATOR_CODES)}")
     if recharge_type not in catalog.RECHARGE_TYPES:
         raise ProductError("invalid_recharge_type", f"type must be one of {', '.join(catalog.RECHARGE_TYPES)}")
-    if not CODE.fullmatch(code):
+    if not catalog.PRODUCT_CODE.fullmatch(code):
         raise ProductError("invalid_product_code", "code must be 1-32 letters, digits, _ or -")
     return operator, recharge_type, code
 
@@ -130,11 +128,11 @@ def add(operator, recharge_type, code, price_tg, name, actor, note=None, active=
         db.session.rollback()
         raise Conflict("product_exists", f"{'/'.join(k)} is already in the catalogue") from None
     _done(k, "add", actor, price_tg=price_tg, active=int(bool(active)))
-    return find_json(k)
+    return find_priced(k)
 
 
 def set_active(operator, recharge_type, code, active, actor, note=None):
-    """Enable or disable; returns (product json, changed). Doing it twice changes nothing
+    """Enable or disable; returns (catalog.Priced, changed). Doing it twice changes nothing
     the second time and writes no history row."""
     k = key(operator, recharge_type, code)
     note = _note(note)
@@ -148,14 +146,14 @@ def set_active(operator, recharge_type, code, active, actor, note=None):
         _done(k, "enable" if active else "disable", actor)
     else:
         db.session.rollback()
-    found = find_json(k)
+    found = find_priced(k)
     if found is None:
         raise NotFound("unknown_product", f"no product {'/'.join(k)}")
     return found, bool(changed)
 
 
 def set_price(operator, recharge_type, code, price_tg, actor, note=None, force=False):
-    """Returns (old price, product json). More than MAX_MOVE needs force."""
+    """Returns (old price, catalog.Priced). More than MAX_MOVE needs force."""
     k = key(operator, recharge_type, code)
     price_tg = parse_price(price_tg)
     note = _note(note)
@@ -165,7 +163,7 @@ def set_price(operator, recharge_type, code, price_tg, actor, note=None, force=F
         raise NotFound("unknown_product", f"no product {'/'.join(k)}")
     old = row.price_tg
     if old == price_tg:
-        return old, find_json(k)
+        return old, find_priced(k)
     m = move(Decimal(old), Decimal(price_tg))
     if abs(m) > MAX_MOVE and not force:
         raise PriceMoveTooLarge(old, price_tg, m)
@@ -180,35 +178,28 @@ def set_price(operator, recharge_type, code, price_tg, actor, note=None, force=F
     _record(conn, k, "set_price", actor, note, old, price_tg, now)
     db.session.commit()
     _done(k, "set_price", actor, old_price_tg=old, price_tg=price_tg, move=move_text(m).replace(" ", ""))
-    return old, find_json(k)
+    return old, find_priced(k)
 
 
 # -- reading ------------------------------------------------------------------------------
 
 def _priced(row, rate):
-    """The customer's price at the active rate, or None when it has none."""
+    """The product with the customer's price at the active rate (None when it has none)."""
     if rate is None:
-        return None
+        return catalog.Priced(row, None)
     try:
-        return price(row.price_tg, checked_rate(rate))
+        return catalog.Priced(row, price(row.price_tg, checked_rate(rate)))
     except PricingError:
-        return None
+        return catalog.Priced(row, None)
 
 
-def as_json(row, rate):
-    pr = _priced(row, rate)
-    return {"productOperator": row.product_operator, "rechargeType": row.recharge_type,
-            "productCode": row.product_code, "name": row.name, "priceTg": row.price_tg,
-            "active": bool(row.is_active), "totalFee": pr.total_fee if pr else None,
-            "updatedAt": iso(row.updated_at)}
-
-
-def find_json(k):
+def find_priced(k):
+    """The product `k` (on sale or not), Priced; None when there is none."""
     conn = db.session.connection()
     row = conn.execute(sa.select(_P).where(_where(k))).first()
     rate = conn.execute(sa.select(RATE)).scalar()
     db.session.commit()
-    return row and as_json(row, rate)
+    return row and _priced(row, rate)
 
 
 def all_products():
@@ -218,12 +209,11 @@ def all_products():
                                                _P.c.id)).all()
     rate = conn.execute(sa.select(RATE)).scalar()
     db.session.commit()
-    return [as_json(r, rate) for r in rows]
+    return [_priced(r, rate) for r in rows]
 
 
 def changes(limit=HISTORY):
+    """The latest product_changes rows, newest first."""
     rows = db.session.connection().execute(sa.select(_C).order_by(_C.c.id.desc()).limit(limit)).all()
     db.session.commit()
-    return [{"product": f"{r.product_operator}/{r.recharge_type}/{r.product_code}", "action": r.action,
-             "oldPriceTg": r.old_price_tg, "newPriceTg": r.new_price_tg, "by": r.actor, "note": r.note,
-             "at": iso(r.created_at)} for r in rows]
+    return rows

@@ -17,7 +17,7 @@ from ..errors import Conflict, Invalid
 from ..extensions import db
 from ..logs import event
 from ..models import ExchangeRate
-from ..timeutil import iso, utcnow
+from ..timeutil import utcnow
 from .pricing import RATE_CURRENCY
 
 log = logging.getLogger("elife.rates")
@@ -89,12 +89,6 @@ def history(limit=HISTORY):
         sa.select(_R).where(_R.c.currency == RATE_CURRENCY).order_by(_R.c.id.desc()).limit(limit)).all()
     db.session.commit()
     return rows
-
-
-def as_json(row):
-    return {"rate": str(row.rate), "active": bool(row.is_active), "setAt": iso(row.created_at),
-            "setBy": row.set_by, "note": row.note,
-            "replacedAt": None if row.is_active else iso(row.updated_at)}
 
 
 def check(new, force=False):

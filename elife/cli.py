@@ -6,7 +6,9 @@ import sys
 import click
 from flask.cli import AppGroup
 
-from .. import config, database
+from . import database, services
+from .api.views import admin as admin_view
+from .api.views import catalogue as catalogue_view
 
 
 class _DatabaseCommands(AppGroup):
@@ -24,7 +26,7 @@ class _DatabaseCommands(AppGroup):
 def _database_line():
     """Which database a command works on, said first (stderr: stdout may be --json). The
     group's own commands say it through _needs_database; the sub-groups' call it."""
-    click.echo(f"database: {database.describe(config.current().DATABASE_URL)}", err=True)
+    click.echo(f"database: {database.describe(services.current().settings.DATABASE_URL)}", err=True)
 
 
 def _needs_database(f):
@@ -33,7 +35,7 @@ def _needs_database(f):
         # A sweep without DATABASE_URL would sweep the SQLite file while the service uses
         # MariaDB: say which database, every time.
         _database_line()
-        if not database.wait_for_database(config.current()):
+        if not database.wait_for_database(services.current().settings):
             try:
                 database.ping()  # once more, for the error to show
             except Exception as exc:  # noqa: BLE001 -- cannot run at all: say so and fail
@@ -51,15 +53,16 @@ elife_cli = _DatabaseCommands("elife", help="eLife operations: seed data, the sw
 @elife_cli.command("seed")
 def seed_command():
     """Add the Unitel catalogue and an active MNT->CNY rate (idempotent)."""
-    from .seed import seed
+    from .ops.seed import seed
     click.echo(f"seed: {seed()} rows added")
 
 
 @elife_cli.command("sweep")
 def sweep_command():
     """Run the compensation sweep once (what cron runs every minute)."""
-    from ..fulfil import sweep
-    click.echo(sweep.run().line())
+    from . import services
+    from .fulfil import sweep
+    click.echo(sweep.run(services.current()).line())
 
 
 @elife_cli.command("reconcile")
@@ -71,9 +74,9 @@ def reconcile_command(day, as_json):
     3 the bill is not available yet (try later), 1 anything else."""
     from datetime import datetime
 
-    from ..clients.wechat import BillFormatError, BillNotReady, WeChatRejected, WeChatUnavailable
-    from ..extensions import db
-    from ..fulfil import reconcile
+    from .clients.wechat import BillFormatError, BillNotReady, WeChatRejected, WeChatUnavailable
+    from .extensions import db
+    from .fulfil import reconcile
     click.echo(f"reconcile: database {db.engine.url.render_as_string(hide_password=True)}", err=True)
     try:
         when = datetime.strptime(day, "%Y%m%d").date() if day is not None else reconcile.default_day()
@@ -81,7 +84,8 @@ def reconcile_command(day, as_json):
         click.echo(f"reconcile: --date must be YYYYMMDD (China time), not {day!r}", err=True)
         sys.exit(1)
     try:
-        result = reconcile.run(when)
+        from . import services
+        result = reconcile.run(services.current(), when)
     except BillNotReady as exc:
         click.echo(f"reconcile: {exc}; try again later", err=True)
         sys.exit(3)
@@ -89,7 +93,7 @@ def reconcile_command(day, as_json):
         click.echo(f"reconcile: could not reconcile {when:%Y%m%d}: {type(exc).__name__}: {exc}", err=True)
         sys.exit(1)
     if as_json:
-        click.echo(json.dumps(result.as_json(), ensure_ascii=False, indent=2))
+        click.echo(json.dumps(admin_view.reconcile_run(result), ensure_ascii=False, indent=2))
     else:
         click.echo(reconcile_table(result))
     sys.exit(2 if result.breaks else 0)
@@ -121,8 +125,9 @@ def reconcile_table(result):
 def report_command(as_json, hours, days):
     """The four monitoring reports and the reconciliation's state; exit code 2 when an
     alert threshold is crossed (a day older than two days never reconciled is one)."""
-    from . import reports
-    rep = reports.all_reports(hours=hours, days=days)
+    from . import services
+    from .ops import reports
+    rep = reports.all_reports(has_status_query=services.current().unitel.has_status_query, hours=hours, days=days)
     click.echo(json.dumps(rep, ensure_ascii=False, indent=2) if as_json else reports.as_table(rep))
     sys.exit(2 if rep["alert"] else 0)
 
@@ -130,7 +135,7 @@ def report_command(as_json, hours, days):
 @elife_cli.command("check-schema")
 def check_schema_command():
     """Say what the database lacks against this code (exit 1 if anything)."""
-    from .schema_check import problems
+    from .ops.schema_check import problems
     found = problems()
     for p in found:
         click.echo(f"schema: {p}")
@@ -146,7 +151,7 @@ def incident_command(since, as_json):
     """Scope an incident: orders paid since SINCE, by state; anything sent twice (exit 2)."""
     from datetime import datetime
 
-    from . import reports
+    from .ops import reports
     try:
         when = datetime.fromisoformat(since.replace("T", " ").rstrip("Z"))
     except ValueError:
@@ -171,7 +176,8 @@ def incident_command(since, as_json):
 
 def _actor(by):
     import getpass
-    from ..api.admin_session import clean_name
+
+    from .validators import clean_name
     try:
         who = by or getpass.getuser()
     except Exception:  # noqa: BLE001 -- no user name in this environment
@@ -181,7 +187,7 @@ def _actor(by):
 
 def _refused(exc):
     """A domain refusal as one line and exit 1 (2 for a move that needs --force)."""
-    from ..errors import Conflict
+    from .errors import Conflict
     click.echo(f"refused ({exc.code}): {exc.message}", err=True)
     sys.exit(2 if isinstance(exc, Conflict) and exc.code.endswith("_change_too_large") else 1)
 
@@ -197,10 +203,9 @@ def rate_show(as_json):
     """The active rate, when and by whom it was set, and the last ten."""
     from decimal import Decimal
 
-    from ..shop import rates
+    from .shop import rates
     _database_line()
-    rows = [rates.as_json(r) for r in rates.history()]
-    active = next((r for r in rows if r["active"]), None)
+    active, rows = catalogue_view.rate_history(rates.history())
     if as_json:
         click.echo(json.dumps({"active": active, "history": rows}, ensure_ascii=False, indent=2))
         return
@@ -223,8 +228,8 @@ def rate_show(as_json):
 @click.option("--by", default="", help="who you are (default: your login name)")
 def rate_set(rate, note, force, by):
     """Make RATE (yuan for one tugrik, e.g. 0.00210000) the active rate."""
-    from ..errors import DomainError
-    from ..shop import rates
+    from .errors import DomainError
+    from .shop import rates
     _database_line()
     try:
         old, new = rates.set_rate(rate, _actor(by), note, force=force)
@@ -251,6 +256,7 @@ def _product_options(fn):
 
 
 def _show_product(p):
+    """One line for a product, from its JSON (views.catalogue.listed)."""
     fee = f"{p['totalFee']} fen" if p["totalFee"] is not None else "no price"
     return (f"{p['productOperator']:<8} {p['rechargeType']:<6} {p['productCode']:<10} "
             f"{p['priceTg']:>9} MNT  {fee:>10}  {'on sale ' if p['active'] else 'DISABLED'}  {p['name']}")
@@ -260,9 +266,9 @@ def _show_product(p):
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def product_list(as_json):
     """Every product, on sale or not, priced at the active rate."""
-    from ..shop import product_admin
+    from .shop import product_admin
     _database_line()
-    items = product_admin.all_products()
+    items = [catalogue_view.listed(p) for p in product_admin.all_products()]
     if as_json:
         click.echo(json.dumps({"products": items}, ensure_ascii=False, indent=2))
         return
@@ -272,14 +278,14 @@ def product_list(as_json):
 
 
 def _set_active(operator, recharge_type, code, note, by, active):
-    from ..errors import DomainError
-    from ..shop import product_admin
+    from .errors import DomainError
+    from .shop import product_admin
     _database_line()
     try:
-        p, changed = product_admin.set_active(operator, recharge_type, code, active, _actor(by), note)
+        item, changed = product_admin.set_active(operator, recharge_type, code, active, _actor(by), note)
     except DomainError as exc:
         _refused(exc)
-    click.echo(("" if changed else "unchanged, already: ") + _show_product(p))
+    click.echo(("" if changed else "unchanged, already: ") + _show_product(catalogue_view.listed(item)))
 
 
 @product_cli.command("disable")
@@ -309,14 +315,14 @@ def product_enable(operator, recharge_type, code, note, by):
 @click.option("--by", default="", help="who you are (default: your login name)")
 def product_add(operator, recharge_type, code, price_tg, name, disabled, note, by):
     """Add a denomination."""
-    from ..errors import DomainError
-    from ..shop import product_admin
+    from .errors import DomainError
+    from .shop import product_admin
     _database_line()
     try:
-        p = product_admin.add(operator, recharge_type, code, price_tg, name, _actor(by), note, active=not disabled)
+        item = product_admin.add(operator, recharge_type, code, price_tg, name, _actor(by), note, active=not disabled)
     except DomainError as exc:
         _refused(exc)
-    click.echo("added: " + _show_product(p))
+    click.echo("added: " + _show_product(catalogue_view.listed(item)))
 
 
 @product_cli.command("set-price")
@@ -327,13 +333,14 @@ def product_add(operator, recharge_type, code, price_tg, name, disabled, note, b
 @click.option("--by", default="", help="who you are (default: your login name)")
 def product_set_price(operator, recharge_type, code, price_tg, force, note, by):
     """Set a product's MNT price (orders already made keep theirs)."""
-    from ..errors import DomainError
-    from ..shop import product_admin
+    from .errors import DomainError
+    from .shop import product_admin
     _database_line()
     try:
-        old, p = product_admin.set_price(operator, recharge_type, code, price_tg, _actor(by), note, force=force)
+        old, item = product_admin.set_price(operator, recharge_type, code, price_tg, _actor(by), note, force=force)
     except DomainError as exc:
         _refused(exc)
+    p = catalogue_view.listed(item)
     click.echo(f"price {old} -> {p['priceTg']} MNT: " + _show_product(p))
 
 
@@ -341,9 +348,9 @@ def product_set_price(operator, recharge_type, code, price_tg, force, note, by):
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
 def product_history(limit):
     """The latest catalogue changes: what, who, when."""
-    from ..shop import product_admin
+    from .shop import product_admin
     _database_line()
-    for c in product_admin.changes(limit):
+    for c in map(catalogue_view.change, product_admin.changes(limit)):
         price = f" {c['oldPriceTg']} -> {c['newPriceTg']} MNT" if c["action"] == "set_price" else (
             f" {c['newPriceTg']} MNT" if c["action"] == "add" else "")
         click.echo(f"{c['at']}  {c['action']:<9} {c['product']}{price}  by {c['by']}: {c['note'] or '-'}")
@@ -357,10 +364,10 @@ def product_sync_command(msisdn, do_apply):
 
     Exit code 0: in step (or --apply wrote it); 2: differences shown, nothing written;
     1: the number is not Unitel's, or Unitel could not be asked."""
-    from ..clients.unitel import Unreachable
-    from ..errors import Invalid
-    from ..shop import phones
-    from . import product_sync
+    from .clients.unitel import Unreachable
+    from .errors import Invalid
+    from .shop import phones
+    from .ops import product_sync
     _database_line()
     try:
         number = phones.check_operator(msisdn, product_sync.OPERATOR)
@@ -368,7 +375,7 @@ def product_sync_command(msisdn, do_apply):
         click.echo(f"product sync: --msisdn: {exc.message}", err=True)
         sys.exit(1)
     try:
-        servicetype, lines = product_sync.diff(number)
+        servicetype, lines = product_sync.diff(services.current().unitel, number)
     except Unreachable as exc:
         click.echo(f"product sync: Unitel could not be asked: {exc}", err=True)
         sys.exit(1)

@@ -11,11 +11,10 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
-from .. import config
-from ..errors import RateLimited
-from ..extensions import db
-from ..logs import event
-from ..models import RateLimit
+from .errors import RateLimited
+from .extensions import db
+from .logs import event
+from .models import RateLimit
 
 log = logging.getLogger("elife.limits")
 _T = RateLimit.__table__
@@ -113,31 +112,30 @@ def hit(name, subject, limit, window_seconds, commit=True):
     hit_all(subject, [(name, limit, window_seconds)], commit)
 
 
-def orders_by_user(user_id, commit=True):
+def orders_by_user(settings, user_id, commit=True):
     """Both windows; commit=False leaves them for orders.create to commit with the order."""
-    s = config.current()
-    hit_all(f"u{user_id}", [("orders-minute", s.LIMIT_ORDERS_PER_MINUTE, 60),
-                            ("orders-day", s.LIMIT_ORDERS_PER_DAY, 86400)], commit)
+    hit_all(f"u{user_id}", [("orders-minute", settings.LIMIT_ORDERS_PER_MINUTE, 60),
+                            ("orders-day", settings.LIMIT_ORDERS_PER_DAY, 86400)], commit)
 
 
-def logins_by_address(address):
-    hit("logins-minute", address, config.current().LIMIT_LOGINS_PER_MINUTE, 60)
+def logins_by_address(settings, address):
+    hit("logins-minute", address, settings.LIMIT_LOGINS_PER_MINUTE, 60)
 
 
-def admin_locked_out(address):
+def admin_locked_out(settings, address):
     """An address past LIMIT_ADMIN_FAILURES_PER_MINUTE is refused for the rest of the
     minute, the right token too: it is guessing."""
-    check("admin-failures", address, config.current().LIMIT_ADMIN_FAILURES_PER_MINUTE, 60)
+    check("admin-failures", address, settings.LIMIT_ADMIN_FAILURES_PER_MINUTE, 60)
 
 
-def admin_failure(address):
+def admin_failure(settings, address):
     """One wrong admin token from `address`; RateLimited once it is past the limit."""
-    hit("admin-failures", address, config.current().LIMIT_ADMIN_FAILURES_PER_MINUTE, 60)
+    hit("admin-failures", address, settings.LIMIT_ADMIN_FAILURES_PER_MINUTE, 60)
 
 
-def notices_by_order(order_number):
+def notices_by_order(settings, order_number):
     """Payment notices stored per order number per hour (anyone can send them)."""
-    hit("notices-hour", order_number, config.current().LIMIT_NOTICES_PER_ORDER_PER_HOUR, 3600)
+    hit("notices-hour", order_number, settings.LIMIT_NOTICES_PER_ORDER_PER_HOUR, 3600)
 
 
 def tally(name, subject, seconds):
@@ -150,8 +148,8 @@ def tally(name, subject, seconds):
     return counts[bucket]
 
 
-def payments_by_order(order_number):
-    hit("payments-hour", order_number, config.current().LIMIT_PAYMENTS_PER_ORDER_HOUR, 3600)
+def payments_by_order(settings, order_number):
+    hit("payments-hour", order_number, settings.LIMIT_PAYMENTS_PER_ORDER_HOUR, 3600)
 
 
 def purge_expired(now, batch=1000):

@@ -1,5 +1,8 @@
-"""The buyer's register number on a VAT e-receipt (e-barimt): an order's optional
-`vatRegisterNo`, sent to Unitel as `vat_register_no`.
+"""Checks of a value that more than one layer makes (config, shop/, api/, the CLI), kept
+below all of them: the VAT register number and the name a person gives for the audit trail.
+
+The buyer's register number on a VAT e-receipt (e-barimt): an order's optional
+`vatRegisterNo` (or UNITEL_VAT_REGISTER_NO), sent to Unitel as `vat_register_no`.
 
 Accepted forms (our choice, as no Unitel document says which it takes):
   - 7 digits: a company's (legal entity's) state register number, the form a business
@@ -29,3 +32,14 @@ def normalize_register_no(value):
 
 def valid_register_no(value):
     return normalize_register_no(value) is not None
+
+
+NAME_MAX = 40
+_NAME_OK = re.compile(r"[^\W_][\w .@'-]*", re.UNICODE)
+
+
+def clean_name(raw):
+    """The name a person on duty typed (the admin page's forms, a command's --by), tidied
+    for the audit trail; '' when unusable."""
+    name = " ".join(str(raw or "").split())[:NAME_MAX]
+    return name if _NAME_OK.fullmatch(name) else ""
