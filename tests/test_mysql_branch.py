@@ -9,10 +9,9 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import SEED_ORDER, login, mysql_only, order_row
-from elife import database
+from elife import database, limits, services
 from elife.extensions import db
 from elife.fulfil import reconcile, sweep
-from elife.shop import limits
 
 pytestmark = mysql_only
 ADMIN = {"Authorization": "Bearer test-admin-token"}
@@ -23,7 +22,7 @@ MARIADB_ONLY = re.compile(r"\bRETURNING\b|\bNEXTVAL\s*\(|\bNEXT\s+VALUE\s+FOR\b|
 
 @pytest.fixture
 def fresh_upsert(monkeypatch):
-    # limits.py keeps its compiled upsert per dialect name, and the suite's own apps may
+    # elife/limits.py keeps its compiled upsert per dialect name, and the suite's own apps may
     # have built it with RETURNING: each app here builds its own.
     monkeypatch.setattr(limits, "_UPSERT", {})
 
@@ -49,10 +48,10 @@ def _walk(app, sandbox):
         r = client.post(notice["path"], headers=notice["headers"], data=json.dumps(notice["body"]))
         assert r.status_code == 200, r.get_data(as_text=True)
         assert order_row(n)["recharge_status"] == "success"
-        sweep.run(app.config["SETTINGS"])
+        sweep.run(services.current())
         assert client.get("/admin/orders/" + n + ".json", headers=ADMIN).status_code == 200
         assert client.get("/admin", headers=ADMIN).status_code == 200
-        reconcile.run(reconcile.china_today())  # today's bill holds this payment
+        reconcile.run(services.current(), reconcile.china_today())  # today's bill holds this payment
     finally:
         sa.event.remove(db.engine, "before_cursor_execute", _watch)
     return sent
