@@ -20,7 +20,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import REPO_ROOT, REQUIRED_IN_PRODUCTION
+from .config import JOBS_SECRETS, REPO_ROOT, REQUIRED_IN_PRODUCTION, _bool
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 CONFIG = REPO_ROOT / "container.config.json"
@@ -103,7 +103,8 @@ def environment(image, config, values, extra=None, base=None):
     env.update(image.env)
     for name, value in config.get("envParams", {}).items():
         env[name] = str(values.get(name) or value)
-    missing = [n for n in REQUIRED_IN_PRODUCTION if not env.get(n)]
+    required = REQUIRED_IN_PRODUCTION + (tuple(JOBS_SECRETS) if _bool(env.get("JOBS_ENABLED", "")) else ())
+    missing = [n for n in required if not env.get(n)]
     if missing:
         raise ValueError("envParams left empty: " + ", ".join(missing))
     env.update(extra or {})
@@ -117,6 +118,7 @@ def local_values(port, sandbox_port, environ=None):
     sandbox = f"http://127.0.0.1:{sandbox_port}"
     values = {"DATABASE_URL": f"sqlite:///{REPO_ROOT / 'instance' / 'container.db'}",
               "SECRET_KEY": secrets.token_urlsafe(32), "ADMIN_TOKEN": secrets.token_urlsafe(32),
+              "JOBS_TOKEN": secrets.token_urlsafe(32),
               "UNITEL_API_URL": f"{sandbox}/unitel", "WECHAT_API_BASE": f"{sandbox}/wechat", **SANDBOX_IDS}
     values.update({k: v for k, v in environ.items() if k in values and v})
     return values
@@ -204,6 +206,8 @@ def main():
     service  {url}     (curl {url}/health)
     sandbox  http://127.0.0.1:{sandbox_port}
     admin    ADMIN_TOKEN={env['ADMIN_TOKEN']}
+    jobs     JOBS_TOKEN={env['JOBS_TOKEN']}   (curl -X POST {url}/jobs/sweep -H 'X-WX-SOURCE: wx_cron' \\
+                                               -H "Authorization: Bearer $JOBS_TOKEN")
   A customer, as Cloud Hosting forwards the mini-program's calls (README "Where it runs"):
     curl -s {url}/orders -H 'X-WX-OPENID: o-local-customer' -H 'X-WX-SOURCE: wx_client'
   Ctrl-C stops both.

@@ -21,6 +21,13 @@ def build(settings):
     return Services(settings=settings, wechat=wechat, pay=wechat, unitel=UnitelClient(settings))
 
 
+def wechat_path(settings):
+    """How WeChat Pay is called: "open-api", Cloud Hosting's (no signature, through the
+    sidecar the platform runs beside the container), or "v3", WeChat Pay's API v3 directly
+    (WECHAT_PAY_API=v3, where the code has that path)."""
+    return "v3" if getattr(settings, "WECHAT_PAY_API", "cloud") == "v3" else "open-api"
+
+
 def current():
     """The running app's services (an app context is needed: edges only)."""
     from flask import current_app

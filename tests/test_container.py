@@ -18,14 +18,15 @@ import sqlalchemy as sa
 
 from conftest import ON_MYSQL, REPO, SEED_ORDER, Sandbox, free_port, wait_http
 from elife import container
-from elife.config import REQUIRED_IN_PRODUCTION, Settings
+from elife.config import JOBS_SECRETS, REQUIRED_IN_PRODUCTION, Settings
 
 IMAGE = container.read_image()
 CONFIG = container.read_config()
 # envParams that may carry a value in the repository: none of them is a secret.
 NOT_SECRET = {"ELIFE_ENV": "production", "TRUST_WX_HEADERS": "true", "REQUIRE_WX_SOURCE": "true",
-              "WECHAT_SERVICE_NAME": "elife-backend"}
+              "WECHAT_SERVICE_NAME": "elife-backend", "JOBS_ENABLED": "true"}
 PLATFORM = {"X-WX-SOURCE": "wx_client"}  # what Cloud Hosting adds to a mini-program's call
+JOBS = "j" * 40
 
 
 # -- what the files say ---------------------------------------------------------------------
@@ -104,7 +105,8 @@ def test_container_config_is_as_cloud_hosting_reads_it():
     assert 0 <= CONFIG["minNum"] <= CONFIG["maxNum"] <= 50
     params = CONFIG["envParams"]
     # every setting production requires is named, empty: no secret in the repository
-    assert {n: params.get(n) for n in REQUIRED_IN_PRODUCTION} == {n: "" for n in REQUIRED_IN_PRODUCTION}
+    required = REQUIRED_IN_PRODUCTION + tuple(JOBS_SECRETS)  # the jobs are on: their token too
+    assert {n: params.get(n) for n in required} == {n: "" for n in required}
     assert {n: v for n, v in params.items() if v} == NOT_SECRET
     known = {f.name for f in fields(Settings)}
     assert set(params) <= known  # a name the service does not read would be set for nothing
@@ -149,6 +151,7 @@ class Instances:
         """envParams as whoever sets up the service would fill them: here, the sandbox."""
         sandbox = f"http://127.0.0.1:{self.sandbox_port}"
         return {"DATABASE_URL": self.database_url, "SECRET_KEY": "s" * 40, "ADMIN_TOKEN": "a" * 40,
+                "JOBS_TOKEN": JOBS,
                 "WECHAT_APPID": "wxsandbox000000000", "WECHAT_MCH_ID": "1900000000", "WECHAT_ENV_ID": "sandbox-env",
                 "UNITEL_API_URL": f"{sandbox}/unitel", "UNITEL_USERNAME": "sandbox", "UNITEL_PASSWORD": "sandbox",
                 **over}
@@ -158,6 +161,7 @@ class Instances:
             "HOST": "127.0.0.1", "PORT": str(port),  # nothing of a test listens beyond this host
             "WECHAT_API_BASE": f"http://127.0.0.1:{self.sandbox_port}/wechat",  # not an envParam: real by default
             "METRICS_DIR": str(self.tmp / f"metrics-{port}"),  # the image's instance/, here a temp dir
+            "CBR_ENV_ID": "sandbox-env",  # what Cloud Hosting sets inside its containers
             "DB_MAX_RETRIES": "3", "DB_RETRY_DELAY": "200", "UNITEL_READ_TIMEOUT": "2", **extra})
 
     def start_sandbox(self, service_port):
@@ -245,7 +249,8 @@ def test_three_instances_on_an_empty_database_migrate_once_then_a_customer_is_se
     assert (repo_log.stat().st_size if repo_log.exists() else None) == repo_log_before
     assert not (REPO / "-").exists()
     for port in ports:
-        assert requests.get(f"http://127.0.0.1:{port}/health", timeout=5).json()["database"] == "up"
+        health = requests.get(f"http://127.0.0.1:{port}/health", timeout=5).json()
+        assert (health["database"], health["wechat"]) == ("up", "open-api")
 
     # A customer, as Cloud Hosting forwards the mini-program's calls: no login, the openid
     # in X-WX-OPENID beside the platform's X-WX-SOURCE.
@@ -268,6 +273,16 @@ def test_three_instances_on_an_empty_database_migrate_once_then_a_customer_is_se
     assert (order["paymentStatus"], order["rechargeStatus"]) == ("paid", "success"), order
     assert order["receipt"]["billId"]
     assert len(sandbox.submits_for(n)) == 1
+    # the open API answered through "the sidecar" (the sandbox sends x-openapi-seqid)
+    assert "event=openapi_live" in instances.output(0)
+    assert "event=openapi_not_enabled" not in instances.output(0)
+
+    # A timed trigger: the sweep, with the token and the platform's header.
+    job = {"Authorization": f"Bearer {JOBS}", "X-WX-SOURCE": "wx_cron"}
+    r = requests.post(f"http://127.0.0.1:{ports[1]}/jobs/sweep", headers=job, timeout=60)
+    assert r.status_code == 200 and r.json()["more"] is False, r.text
+    assert requests.post(f"{base}/jobs/sweep", headers={"Authorization": job["Authorization"]},
+                         timeout=10).status_code == 403  # no X-WX-SOURCE: not through the platform
     # Without the platform's header the openid is no login (REQUIRE_WX_SOURCE in envParams).
     assert requests.get(f"{base}/orders", headers={"X-WX-OPENID": "oContainerCustomer1"},
                         timeout=10).status_code == 401
