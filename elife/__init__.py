@@ -9,18 +9,6 @@ from . import api, cli, database, extensions, logs, services
 from .config import REPO_ROOT, load_settings
 
 
-def _say_wechat_path(s):
-    """At start: which way WeChat Pay is called, and, inside Cloud Hosting, whether the
-    environment named is the container's own (Cloud Hosting sets CBR_ENV_ID)."""
-    wechat = logging.getLogger("elife.wechat")
-    logs.event(wechat, logging.INFO, "wechat_path", path=services.wechat_path(s), base=s.WECHAT_API_BASE,
-               cloud_hosting=s.CBR_ENV_ID or "no")
-    if s.CBR_ENV_ID and s.WECHAT_ENV_ID and s.CBR_ENV_ID != s.WECHAT_ENV_ID:
-        logs.event(wechat, logging.WARNING, "wechat_env_mismatch", env=s.WECHAT_ENV_ID, container_env=s.CBR_ENV_ID,
-                   message="WECHAT_ENV_ID is not the environment this container runs in: WeChat Pay's "
-                           "notices would go to another environment's service")
-
-
 def create_app(config=None):
     """Build the service. `config` is a dict of settings that win over the environment."""
     settings = load_settings(config).validate()
@@ -56,7 +44,6 @@ def create_app(config=None):
                    "X-WX-OPENID is believed as a login: the service must be reachable only through "
                    "WeChat Cloud Hosting (bind to the platform's private address)")
 
-    _say_wechat_path(settings)
     api.init_app(app)
     cli.register(app)
     # No wait for the database here: the service (wsgi.py) and the commands that need it

@@ -27,7 +27,7 @@ ON_MYSQL = bool(TEST_DB_URL)
 # (DB_MYSQL_BRANCH; .ci/run runs the order, limit and sweep tests so).
 MYSQL_BRANCH = ON_MYSQL and os.environ.get("ELIFE_TEST_MYSQL_BRANCH", "") not in ("", "0")
 
-JOBS_TOKEN = "test-jobs-token"
+JOBS_TOKEN = "test-jobs-token-0123456789abcdef"  # 32: production apps of the tests take it too
 mysql_only = pytest.mark.skipif(not ON_MYSQL, reason="MariaDB only: set ELIFE_TEST_DATABASE_URL")
 
 # Tables in delete order (children first); alembic_version is never touched.

@@ -275,6 +275,7 @@ def test_three_instances_on_an_empty_database_migrate_once_then_a_customer_is_se
     assert len(sandbox.submits_for(n)) == 1
     # the open API answered through "the sidecar" (the sandbox sends x-openapi-seqid)
     assert "event=openapi_live" in instances.output(0)
+    assert "event=wechat_path path=open-api" in instances.output(0) and "cloud_hosting=sandbox-env" in instances.output(0)
     assert "event=openapi_not_enabled" not in instances.output(0)
 
     # A timed trigger: the sweep, with the token and the platform's header.

@@ -288,6 +288,7 @@ def test_inside_cloud_hosting_an_answer_without_openapi_seqid_is_logged_with_wha
     assert text.count("event=openapi_not_enabled") == before + 1 and "event=openapi_live" in text
 
 
-def test_health_and_the_start_say_which_wechat_path(client, log_dir):
-    assert client.get("/health").get_json()["wechat"] == "open-api"
+@pytest.mark.e2e
+def test_health_and_the_start_say_which_wechat_path(live, log_dir):
+    assert requests.get(f"{live.url}/health", timeout=10).json()["wechat"] == "open-api"
     assert "event=wechat_path path=open-api" in (log_dir / "combined.log").read_text(encoding="utf-8")
