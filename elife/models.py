@@ -281,3 +281,13 @@ class AdminSession(db.Model):
     actor = db.Column(db.String(64), nullable=False)
     created_at = db.Column(Timestamp, nullable=False, default=utcnow)
     expires_at = db.Column(Timestamp, nullable=False)
+
+
+class JobLock(db.Model):
+    """A timed job's lease (fulfil/jobs.py): held by the instance running it until it ends
+    or `expires_at` passes (an instance killed mid-job holds it no longer than that)."""
+    __tablename__ = "job_locks"
+    name = db.Column(db.String(32), primary_key=True)
+    holder = db.Column(db.String(96))
+    locked_at = db.Column(Timestamp)
+    expires_at = db.Column(Timestamp)

@@ -22,7 +22,7 @@ from . import unitel, wechat, wechat_money
 
 class State:
     KEPT = ("trades", "refunds", "wechat_down", "topups", "log", "calls", "mode", "mode_for", "delay_for",
-            "servicetype_mode", "fail_code", "prices", "prices_for", "extra", "refund_mode")
+            "servicetype_mode", "fail_code", "prices", "prices_for", "extra", "refund_mode", "openapi_seqid")
 
     def __init__(self, path=None):
         self.lock = threading.Lock()
@@ -63,6 +63,7 @@ class State:
         self.trades = {}          # out_trade_no -> dict
         self.refunds = {}         # out_refund_no -> dict
         self.wechat_down = set()  # pay calls answering 503: unifiedorder | queryorder | refund | ...
+        self.openapi_seqid = True  # pay answers carry x-openapi-seqid, as through Cloud Hosting's sidecar
         wechat_money.reset(self)  # refund mode, bill rows added by tests
         self.expired = set()      # tokens whose next use answers 401 (_expire_tokens)
         self.topups = {}          # journal_id -> {"status", "code", "vat"}
