@@ -2,7 +2,7 @@
 import os
 import sys
 
-from elife import create_app, database
+from elife import create_app, database, services
 from elife.config import ConfigError
 
 _FLASK_COMMAND = os.environ.get("FLASK_RUN_FROM_CLI") == "true"
@@ -17,4 +17,5 @@ except ConfigError as e:
 
 if not _FLASK_COMMAND:  # a flask command waits for the database itself, if it needs it
     with app.app_context():  # once per worker, at its start (logs 数据库连接成功)
+        services.say_wechat_path(app.config["SETTINGS"])
         database.wait_for_database(app.config["SETTINGS"])

@@ -31,6 +31,7 @@ def create_app(config=None):
     extensions.migrate.init_app(app, extensions.db, directory=str(REPO_ROOT / "migrations"))
     with app.app_context():
         database.install_sqlite_pragmas(extensions.db.engine)
+        database.install_mysql_branch(extensions.db.engine, settings.DB_MYSQL_BRANCH)
 
     logs.setup_logging(settings.LOG_LEVEL, settings.LOG_DIR, settings.LOG_FORMAT)
     if settings.TRUSTED_PROXY_COUNT:

@@ -9,6 +9,7 @@ from flask.cli import AppGroup
 from . import database, services
 from .api.views import admin as admin_view
 from .api.views import catalogue as catalogue_view
+from .api.views import jobs as jobs_view
 
 
 class _DatabaseCommands(AppGroup):
@@ -58,11 +59,13 @@ def seed_command():
 
 
 @elife_cli.command("sweep")
-def sweep_command():
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output (what POST /jobs/sweep answers)")
+def sweep_command(as_json):
     """Run the compensation sweep once (what cron runs every minute)."""
     from . import services
     from .fulfil import sweep
-    click.echo(sweep.run(services.current()).line())
+    summary = sweep.run(services.current())
+    click.echo(json.dumps(jobs_view.sweep_summary(summary), indent=2) if as_json else summary.line())
 
 
 @elife_cli.command("reconcile")

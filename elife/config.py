@@ -29,8 +29,10 @@ SANDBOX_STATUS_PATH = "/service/status"
 # than MIN_SECRET_LENGTH: a token signed offline with a key from the repo is a login.
 DEV_SECRET_KEY = "dev-only-secret-key"
 DEV_ADMIN_TOKEN = "dev-admin-token"
+DEV_JOBS_TOKEN = "dev-jobs-token"
 MIN_SECRET_LENGTH = 32
 SECRETS = {"SECRET_KEY": DEV_SECRET_KEY, "ADMIN_TOKEN": DEV_ADMIN_TOKEN}
+JOBS_SECRETS = {"JOBS_TOKEN": DEV_JOBS_TOKEN}  # required, and checked, while JOBS_ENABLED
 
 
 # subscribeMessage.send's choices (developers.weixin.qq.com).
@@ -71,7 +73,8 @@ class Settings:
     TOKEN_TTL_SECONDS: int = _setting(7 * 24 * 3600, int)
     ADMIN_TOKEN: str = _setting("", doc="production: 32+ random characters")
     LOG_LEVEL: str = _setting("info")
-    LOG_DIR: str = _setting(str(REPO_ROOT / "logs"))
+    LOG_DIR: str = _setting(str(REPO_ROOT / "logs"), doc="combined.log and error.log; - writes no files "
+                                                          "(stdout only, as in the container)")
     LOG_FORMAT: str = _setting("text", doc="text (one line per event) | json (one object per line)")
     METRICS_TOKEN: str = _setting("", doc="Bearer token for GET /metrics; empty: ADMIN_TOKEN")
     METRICS_DIR: str = _setting(str(REPO_ROOT / "instance" / "metrics"),
@@ -85,6 +88,9 @@ class Settings:
     DB_RETRY_DELAY: int = _setting(5000, int, "milliseconds, as in the seed")
     DB_POOL_RECYCLE: int = _setting(280, int, "seconds; below the server's wait_timeout")
     DB_CONNECT_TIMEOUT: int = _setting(2, int)
+    DB_MYSQL_BRANCH: bool = _setting(False, _bool, "on MariaDB, use only what MySQL 8.0 has (no RETURNING, "
+                                                   "no sequences, MySQL 8.0's default sql_mode): how the "
+                                                   "tests take the MySQL branch; nothing on MySQL or SQLite")
 
     WECHAT_API_BASE: str = _setting("")
     WECHAT_APPID: str = _setting("")
@@ -96,7 +102,19 @@ class Settings:
     WECHAT_BILL_TIMEOUT: float = _setting(30.0, float, "seconds to read a day's bill (reconcile)")
     TRUST_WX_HEADERS: bool = _setting(False, _bool, "believe X-WX-OPENID (with X-WX-SOURCE): only when "
                                                     "nothing but Cloud Hosting can reach the service")
-    REQUIRE_WX_SOURCE: bool = _setting(False, _bool)
+    REQUIRE_WX_SOURCE: bool = _setting(False, _bool, "accept WeChat's notices and the jobs only with the "
+                                                     "platform's X-WX-SOURCE (Cloud Hosting sets it)")
+    CBR_ENV_ID: str = _setting("", doc="set by Cloud Hosting in its containers (the environment's id), "
+                                       "never by hand: inside Cloud Hosting the open API must answer with "
+                                       "x-openapi-seqid")
+
+    JOBS_ENABLED: bool = _setting(False, _bool, "POST /jobs/sweep, /jobs/reconcile, /jobs/purge for Cloud "
+                                                "Hosting's timed triggers (a host runs them from cron)")
+    JOBS_TOKEN: str = _setting("", doc="the Bearer token the triggers send to /jobs/*; production: 32+ "
+                                       "random characters")
+    JOB_TIME_BUDGET_SECONDS: int = _setting(45, int, "a job answers within this (Cloud Hosting ends a request "
+                                                     "at 60 s); the sweep starts no row it could not finish "
+                                                     "by then, and says \"more\": true")
 
     # Subscribe messages (elife/notify/): what the customer hears back.
     WECHAT_MESSAGE_API: str = _setting("cloud", doc="cloud: Cloud Hosting's open API, no access_token; "
@@ -154,12 +172,13 @@ class Settings:
         return self.ELIFE_ENV == "production"
 
     def missing_required(self):
-        return [name for name in REQUIRED_IN_PRODUCTION if not str(getattr(self, name)).strip()]
+        names = REQUIRED_IN_PRODUCTION + (tuple(JOBS_SECRETS) if self.JOBS_ENABLED else ())
+        return [name for name in names if not str(getattr(self, name)).strip()]
 
     def weak_secrets(self):
         """Sentences naming each secret that production must not run with."""
         out = []
-        for name, dev_default in SECRETS.items():
+        for name, dev_default in {**SECRETS, **(JOBS_SECRETS if self.JOBS_ENABLED else {})}.items():
             value = str(getattr(self, name))
             if not value.strip():
                 continue  # named as missing instead
@@ -176,6 +195,11 @@ class Settings:
             raise ConfigError(f"LOG_FORMAT must be text or json, not {self.LOG_FORMAT!r}")
         if self.TRUSTED_PROXY_COUNT < 0:
             raise ConfigError("TRUSTED_PROXY_COUNT must be 0 or more")
+        if self.JOBS_ENABLED and self.JOB_TIME_BUDGET_SECONDS <= self.UNITEL_CONNECT_TIMEOUT + self.UNITEL_READ_TIMEOUT:
+            # The sweep starts a row only while the operator's whole wait still fits.
+            raise ConfigError(f"JOB_TIME_BUDGET_SECONDS ({self.JOB_TIME_BUDGET_SECONDS}) must exceed the "
+                              f"operator's connect and read timeouts "
+                              f"({self.UNITEL_CONNECT_TIMEOUT + self.UNITEL_READ_TIMEOUT:g} s)")
         if self.NOTICE_RETENTION_DAYS < 1:
             raise ConfigError("NOTICE_RETENTION_DAYS must be 1 or more")
         if self.is_production:
@@ -253,6 +277,7 @@ def _fill_development_defaults(s):
     s.DATABASE_URL = s.DATABASE_URL or f"sqlite:///{REPO_ROOT / 'instance' / 'elife.db'}"
     s.SECRET_KEY = s.SECRET_KEY or DEV_SECRET_KEY
     s.ADMIN_TOKEN = s.ADMIN_TOKEN or DEV_ADMIN_TOKEN
+    s.JOBS_TOKEN = s.JOBS_TOKEN or DEV_JOBS_TOKEN
     s.WECHAT_API_BASE = s.WECHAT_API_BASE or f"{sandbox}/wechat"
     s.WECHAT_APPID = s.WECHAT_APPID or "wxsandbox000000000"
     s.WECHAT_MCH_ID = s.WECHAT_MCH_ID or "1900000000"

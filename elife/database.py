@@ -71,6 +71,36 @@ def install_sqlite_pragmas(engine):
         cur.close()
 
 
+# MySQL 8.0's default sql_mode (its manual, "Server SQL Modes"). MariaDB's default lacks
+# ONLY_FULL_GROUP_BY, NO_ZERO_IN_DATE and NO_ZERO_DATE.
+MYSQL_80_SQL_MODE = ("ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,"
+                     "ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION")
+
+
+def install_mysql_branch(engine, enabled):
+    """DB_MYSQL_BRANCH on MariaDB: every statement takes the branch it takes on MySQL 8.0.
+
+    SQLAlchemy turns on what MariaDB has and MySQL lacks when it first connects (RETURNING
+    on INSERT and DELETE, sequences); our code asks the dialect (shop/limits.py reads its
+    counts back where there is no RETURNING), and so does the ORM. This turns them off
+    again after that first look, and gives every connection MySQL 8.0's sql_mode. On MySQL
+    itself there is nothing to turn off: it does nothing there, nor on SQLite."""
+    if not enabled or engine.dialect.name != "mysql":
+        return
+
+    # Registered after create_engine's own first-connect hook, so it runs after it.
+    @sa_event.listens_for(engine, "connect")
+    def _as_mysql(dbapi_conn, _):
+        dialect = engine.dialect
+        if not dialect.is_mariadb:
+            return
+        dialect.insert_returning = dialect.delete_returning = dialect.update_returning = False
+        dialect.supports_sequences = False
+        cur = dbapi_conn.cursor()
+        cur.execute(f"SET SESSION sql_mode = '{MYSQL_80_SQL_MODE}'")
+        cur.close()
+
+
 def mysql_errno(exc):
     orig = getattr(exc, "orig", exc)
     args = getattr(orig, "args", ())

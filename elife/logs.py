@@ -1,4 +1,5 @@
-"""Logging: one line per event to stdout, logs/combined.log and (errors) logs/error.log.
+"""Logging: one line per event to stdout, logs/combined.log and (errors) logs/error.log
+(LOG_DIR=-: stdout only, as in the container).
 
 Line format: `2026-01-18T10:00:00.123Z INFO elife.recharge event=claim_won order=ORD.. message req=<id>`.
 Every decision is logged through `event()` with a stable key, so `grep event=amount_mismatch`
@@ -118,7 +119,7 @@ def setup_logging(level_name="info", log_dir="logs", log_format="text"):
     # into other tools), so the console copy of the log goes to stderr there.
     console = sys.stderr if os.environ.get("FLASK_RUN_FROM_CLI") == "true" else sys.stdout
     handlers = [logging.StreamHandler(console)]
-    if log_dir:
+    if log_dir and log_dir != "-":  # "-": the console only (a container's platform collects it)
         os.makedirs(log_dir, exist_ok=True)
         handlers.append(WatchedFileHandler(os.path.join(log_dir, "combined.log"), encoding="utf-8"))
         err = WatchedFileHandler(os.path.join(log_dir, "error.log"), encoding="utf-8")

@@ -283,6 +283,16 @@ class AdminSession(db.Model):
     expires_at = db.Column(Timestamp, nullable=False)
 
 
+class JobLock(db.Model):
+    """A timed job's lease (fulfil/jobs.py): held by the instance running it until it ends
+    or `expires_at` passes (an instance killed mid-job holds it no longer than that)."""
+    __tablename__ = "job_locks"
+    name = db.Column(db.String(32), primary_key=True)
+    holder = db.Column(db.String(96))
+    locked_at = db.Column(Timestamp)
+    expires_at = db.Column(Timestamp)
+
+
 # -- subscribe messages (elife/notify/) ----------------------------------------------------
 
 NOTIFICATION_STATUSES = ("pending", "sending", "sent", "no_consent", "failed", "skipped")

@@ -23,12 +23,16 @@ from elife.ops.seed import seed
 REPO = Path(__file__).resolve().parent.parent
 TEST_DB_URL = os.environ.get("ELIFE_TEST_DATABASE_URL", "").strip()
 ON_MYSQL = bool(TEST_DB_URL)
+# ELIFE_TEST_MYSQL_BRANCH=1 on MariaDB: the code takes the branches it takes on MySQL 8.0
+# (DB_MYSQL_BRANCH; .ci/run runs the order, limit and sweep tests so).
+MYSQL_BRANCH = ON_MYSQL and os.environ.get("ELIFE_TEST_MYSQL_BRANCH", "") not in ("", "0")
 
+JOBS_TOKEN = "test-jobs-token-0123456789abcdef"  # 32: production apps of the tests take it too
 mysql_only = pytest.mark.skipif(not ON_MYSQL, reason="MariaDB only: set ELIFE_TEST_DATABASE_URL")
 
 # Tables in delete order (children first); alembic_version is never touched.
 TABLES = ("notifications", "notification_consents", "notification_templates", "wechat_tokens",
-          "admin_sessions", "product_changes", "reconciliation_breaks", "reconciliations", "operator_breakers",
+          "job_locks", "admin_sessions", "product_changes", "reconciliation_breaks", "reconciliations", "operator_breakers",
           "rate_limits", "operator_price_lists", "idempotency_keys", "order_events", "operator_calls",
           "payment_notices", "orders", "exchange_rates", "products", "users")
 
@@ -126,6 +130,9 @@ def settings_env(database_url, ports, log_dir):
         "LIMIT_PAYMENTS_PER_ORDER_HOUR": "100000",
         "LIMIT_ADMIN_FAILURES_PER_MINUTE": "100000",
         "LIMIT_NOTICES_PER_ORDER_PER_HOUR": "100000",
+        "DB_MYSQL_BRANCH": "true" if MYSQL_BRANCH else "false",
+        "JOBS_ENABLED": "true",
+        "JOBS_TOKEN": JOBS_TOKEN,
     }
 
 

@@ -11,7 +11,7 @@ from elife import create_app
 def test_health_up(client):
     r = client.get("/health")
     assert r.status_code == 200
-    assert r.get_json() == {"status": "ok", "database": "up", "operator": "up"}
+    assert r.get_json() == {"status": "ok", "database": "up", "operator": "up", "wechat": "open-api"}
 
 
 def test_health_503_when_database_unreachable(settings_env, free_closed_port):

@@ -215,7 +215,7 @@ def test_the_breaker_opens_everywhere_half_opens_and_closes(settings_env, make_a
             assert r.json()["error"]["code"] == "operator_unavailable"
             assert 1 <= int(r.headers["Retry-After"]) <= 3
         assert requests.get(f"{service.url}/health", timeout=5).json() == {
-            "status": "ok", "database": "up", "operator": "down"}
+            "status": "ok", "database": "up", "operator": "down", "wechat": "open-api"}
         # The paid orders stay paid: nobody is refunded because of an outage.
         assert [order_row(n)["payment_status"] for n in failed] == ["paid"] * 3
         assert sandbox.refunds() == []

@@ -42,6 +42,7 @@ STATUS_BY_CODE = {
     "idempotency_key_reused": 422,  # the key was sent with another body (as Stripe answers)
     "wechat_unavailable": 502,      # the gateway in front of the payment failed
     "wechat_rejected": 502,
+    "bill_unreadable": 502,         # WeChat's bill came, not in its format
     "price_unavailable": 409,       # a PricingError: this product, not the request
     "no_exchange_rate": 503,        # a PricingError: our configuration
 }

@@ -255,6 +255,7 @@ class WeChatClient:
         self.s = settings
         self.base = settings.WECHAT_API_BASE.rstrip("/")
         self.timeout = (settings.WECHAT_TIMEOUT, settings.WECHAT_TIMEOUT)
+        self._openapi_checked = False
 
     # -- notices -------------------------------------------------------------------
     def parse_notice(self, raw_body, headers):
@@ -292,11 +293,29 @@ class WeChatClient:
             event(log, logging.WARNING, "wechat_unavailable", call=call, error=type(exc).__name__,
                   ms=int((time.monotonic() - started) * 1000))
             raise WeChatUnavailable(f"{call} failed: {type(exc).__name__}") from None
+        self._check_openapi(call, r)
         if not isinstance(data, dict) or r.status_code >= 500:
             raise WeChatUnavailable(f"{call} answered HTTP {r.status_code}")
         if data.get("errcode"):
             raise WeChatRejected(data.get("errcode"), f"{call}: {str(data.get('errmsg'))[:200]}")
         return data.get("respdata")
+
+    def _check_openapi(self, call, r):
+        """Inside Cloud Hosting the open API answers through the platform's sidecar, and
+        every answer carries x-openapi-seqid. The first answer says whether it does (once
+        per process): without it, in production inside Cloud Hosting (CBR_ENV_ID), the
+        sidecar is not there and payments will fail."""
+        if self._openapi_checked:
+            return
+        self._openapi_checked = True
+        if r.headers.get("x-openapi-seqid"):
+            event(log, logging.INFO, "openapi_live", call=call)
+        elif self.s.is_production and self.s.CBR_ENV_ID:
+            event(log, logging.ERROR, "openapi_not_enabled", call=call, env=self.s.CBR_ENV_ID,
+                  message="WeChat's answer carried no x-openapi-seqid: the open-API service does not serve "
+                          "this version. In the Cloud Hosting console: 云调用 (cloud call) > 开放接口服务 (the "
+                          "open-API service), switch it on and allow the WeChat Pay calls in 微信令牌权限配置, "
+                          "then create a new version (one made before the switch never gets it)")
 
     def _pay(self, call, body):
         resp = self._call(call, body)

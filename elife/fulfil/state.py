@@ -26,9 +26,9 @@ selections ask the same question. Writes that are not moves (no status changes, 
 version): note_payment_created, note_refund_refused, flag, resolve.
 
 A move that tells the customer something (its row's `earns`: recharged, failed_refunded,
-refunded) writes that message's outbox row (notify/outbox.py) in its own transaction, in
-the same UPDATE's unit: both are committed, or neither. Sending it is not a move and
-never waits on one.
+refunded) writes that message's outbox row (notify/outbox.py) in its own transaction,
+beside its UPDATE: both are committed, or neither. Sending it is not a move and never
+waits on one.
 """
 import enum
 import json
@@ -298,24 +298,75 @@ def count_awaiting_confirmation():
 
 
 # -- how a move is written -------------------------------------------------------------------
+# Every move is pinned to the version its caller read: it happens only if no move has
+# happened since (each bumps version). So the row it leaves is known without reading it
+# again: the order as read, with what the move wrote. Only flag() and the other notes
+# write beside the moves (never a status, never version); a move that flags in its own
+# commit (mark_unknown, refund_closed) reads the row back.
 
-def _update(name, order_number, values, *where):
-    """One conditional UPDATE of `name`'s move, in the open transaction; the row as the
-    database now holds it, or None when the WHERE matched nothing. A move that earns a
-    message writes its outbox row in the same transaction."""
+@dataclass(frozen=True, eq=False)  # compared by identity: each is built once, below
+class _Computed:
+    """A value the UPDATE computes from the row (`sql`), and the same on the order as read."""
+    sql: object
+    on: object  # order -> value
+
+
+_ONE_MORE_SUBMIT = _Computed(_O.c.submit_count + 1, lambda o: o.submit_count + 1)
+
+
+def _clear(*reasons):
+    """anomaly_reason goes if it is one of `reasons` (the machine's own "answer unclear"
+    flags, or the one the move settles); a person's flag, or one set on the payment, stays."""
+    return _Computed(sa.case((_O.c.anomaly_reason.in_(reasons), None), else_=_O.c.anomaly_reason),
+                     lambda o: None if o.anomaly_reason in reasons else o.anomaly_reason)
+
+
+_CLEAR_UNCLEAR = _clear(*AUTO_REASONS, CONFIRM)
+_CLEAR_LOST = _clear(*AUTO_REASONS, LOST)
+_CLEAR_REFUND_FAILED = _clear("refund_failed")
+_SAME_SUBMITS = _O.c.submit_count == sa.bindparam("submits")  # resubmit, give_up: no submit since
+_EXPIRED = expired(_O.c, sa.bindparam("created_before"))      # close_unpaid
+_STATEMENTS = {}
+
+
+def _statement(name, columns, computed, extra):
+    """The move's UPDATE, built once: its WHERE from the move's row of the table, pinned
+    to the version read; the statuses and `version` it sets; `columns` as parameters."""
+    key = (name, columns, tuple(computed.items()), extra)
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        move = MOVE[name]
+        stmt = _STATEMENTS[key] = (
+            _O.update()
+            .where(_O.c.order_number == sa.bindparam("n"), _O.c.version == sa.bindparam("v"),
+                   move.allowed(_O.c), *extra)
+            .values(**{move.column: move.to}, version=_O.c.version + 1, updated_at=sa.bindparam("now"),
+                    **{c: sa.bindparam(f"set_{c}") for c in columns},
+                    **{c: value.sql for c, value in computed.items()}))
+    return stmt
+
+
+def _update(name, order, values=None, computed=None, extra=(), now=None, **params):
+    """`name`'s move of `order` (as read) in the open transaction: one conditional UPDATE
+    whose rowcount decides. Returns the order as the move left it, or None when the WHERE
+    matched nothing (another process moved it first, or it may not make this move). A
+    move that earns a message writes its outbox row in the same transaction."""
+    values, computed, now = values or {}, computed or {}, now or utcnow()
     move = MOVE[name]
-    now = values.pop("now", None) or utcnow()
-    conn = db.session.connection()
-    result = conn.execute(
-        _O.update()
-        .where(_O.c.order_number == order_number, move.allowed(_O.c), *where)
-        .values(**{move.column: move.to}, version=_O.c.version + 1, updated_at=now, **values))
+    stmt = _statement(name, tuple(values), computed, extra)
+    result = db.session.connection().execute(stmt, {
+        "n": order.order_number, "v": order.version, "now": now,
+        **{f"set_{c}": v for c, v in values.items()}, **params})
     if result.rowcount != 1:
         return None
-    row = read(order_number)
+    after = {c.key: getattr(order, c.key) for c in _O.columns}
+    after.update(values)
+    after.update({c: value.on(order) for c, value in computed.items()})
+    after.update({move.column: move.to, "version": order.version + 1, "updated_at": now})
+    moved = Order(**after)
     if move.earns:
-        outbox.earn(conn, row, move.earns, now)
-    return row
+        outbox.earn(db.session.connection(), moved, move.earns, now)
+    return moved
 
 
 def _committed(settings, what, unit):
@@ -329,32 +380,19 @@ def _committed(settings, what, unit):
     return database.run_unit(settings, run, what)
 
 
-def _clear(*reasons):
-    """For a move's values: anomaly_reason goes if it is one of `reasons` (the machine's
-    own "answer unclear" flags, or the one the move settles); a person's flag, or one set
-    on the payment, stays."""
-    return sa.case((_O.c.anomaly_reason.in_(reasons), None), else_=_O.c.anomaly_reason)
-
-
-def _pinned(order):
-    """The order is still as read: nothing moved it since (every move bumps version)."""
-    return _O.c.version == order.version
-
-
 # -- payment moves ---------------------------------------------------------------------------
 
 def mark_paid(order, transaction_id, now=None):
     """unpaid -> paid, in the open transaction (the caller claims in the same commit)."""
     now = now or utcnow()
-    return _update("mark_paid", order.order_number,
-                   {"transaction_id": transaction_id, "paid_at": now, "now": now})
+    return _update("mark_paid", order, {"transaction_id": transaction_id, "paid_at": now}, now=now)
 
 
 def close_unpaid(order, created_before):
     """unpaid past its payment window -> closed, committed."""
     now = utcnow()
-    closed_row = _update("close_unpaid", order.order_number, {"closed_at": now, "now": now},
-                         expired(_O.c, created_before))
+    closed_row = _update("close_unpaid", order, {"closed_at": now}, extra=(_EXPIRED,), now=now,
+                         created_before=created_before)
     db.session.commit()
     return closed_row
 
@@ -362,7 +400,7 @@ def close_unpaid(order, created_before):
 def start_refund(order, now=None):
     """paid (recharge failed) -> refunding: WeChat accepted the refund request. Committed."""
     now = now or utcnow()
-    row = _update("start_refund", order.order_number, {"refund_requested_at": now, "now": now})
+    row = _update("start_refund", order, {"refund_requested_at": now}, now=now)
     db.session.commit()
     return row
 
@@ -371,8 +409,7 @@ def confirm_refund(order):
     """refunding (or paid with the recharge failed) -> refunded: WeChat confirmed the
     money went back. Committed. Clears refund_failed: the refund it was about went through."""
     now = utcnow()
-    row = _update("confirm_refund", order.order_number,
-                  {"refunded_at": now, "now": now, "anomaly_reason": _clear("refund_failed")})
+    row = _update("confirm_refund", order, {"refunded_at": now}, {"anomaly_reason": _CLEAR_REFUND_FAILED}, now=now)
     db.session.commit()
     return row
 
@@ -380,7 +417,7 @@ def confirm_refund(order):
 def refund_closed(order, words):
     """refunding -> paid: WeChat closed the refund (REFUNDCLOSE, CHANGE). Flagged
     refund_failed with WeChat's words in the same commit when this call won."""
-    row = _update("refund_closed", order.order_number, {})
+    row = _update("refund_closed", order)
     if row is not None:
         _flag(order.order_number, "refund_failed", words)
         row = read(order.order_number)
@@ -391,43 +428,41 @@ def refund_closed(order, words):
 # -- recharge moves --------------------------------------------------------------------------
 
 def claim(order, now=None):
-    """pending -> processing from `order.version`, in the open transaction. The caller
-    commits before anything is sent to the operator."""
+    """pending -> processing, in the open transaction. The caller commits before anything
+    is sent to the operator."""
     now = now or utcnow()
-    return _update("claim", order.order_number,
-                   {"recharge_at": now, "now": now, "submit_count": _O.c.submit_count + 1}, _pinned(order))
+    return _update("claim", order, {"recharge_at": now}, {"submit_count": _ONE_MORE_SUBMIT}, now=now)
 
 
 def resubmit(settings, order):
     """unknown (or stuck processing) -> processing for the one second submit, committed."""
     return _committed(settings, "resubmit", lambda: _update(
-        "resubmit", order.order_number, {"submit_count": _O.c.submit_count + 1},
-        _pinned(order), _O.c.submit_count == order.submit_count))
+        "resubmit", order, computed={"submit_count": _ONE_MORE_SUBMIT}, extra=(_SAME_SUBMITS,),
+        submits=order.submit_count))
 
 
 def settle_success(settings, order, receipt=None, also=None):
     """processing or unknown -> success, with the operator's receipt; committed.
     `also()` writes in the same transaction (the submit's answer onto its audit row),
     committed whichever way the UPDATE goes."""
-    now = utcnow()
-    values = {"recharged_at": now, "now": now, "anomaly_reason": _clear(*AUTO_REASONS, CONFIRM),
-              **_receipt_values(receipt)}
-    return _committed(settings, "settle_success", _with(also, lambda: _update(
-        "settle_success", order.order_number, dict(values), _pinned(order))))
+    def unit():
+        now = utcnow()
+        return _update("settle_success", order, {"recharged_at": now, **_receipt_values(receipt)},
+                       {"anomaly_reason": _CLEAR_UNCLEAR}, now=now)
+    return _committed(settings, "settle_success", _with(also, unit))
 
 
 def settle_failed(settings, order, also=None):
     """processing or unknown -> failed (a definite refusal; the refund follows); committed."""
     return _committed(settings, "settle_failed", _with(also, lambda: _update(
-        "settle_failed", order.order_number, {"anomaly_reason": _clear(*AUTO_REASONS, CONFIRM)},
-        _pinned(order))))
+        "settle_failed", order, computed={"anomaly_reason": _CLEAR_UNCLEAR})))
 
 
 def mark_unknown(settings, order, reason, details, also=None):
     """processing -> unknown (an unclear answer, or a claim stuck past SWEEP_STUCK_SECONDS),
     flagged `reason` in the same commit; committed."""
     def unit():
-        row = _update("mark_unknown", order.order_number, {}, _pinned(order))
+        row = _update("mark_unknown", order)
         if row is not None:
             _flag(order.order_number, reason, details)
             row = read(order.order_number)
@@ -437,23 +472,23 @@ def mark_unknown(settings, order, reason, details, also=None):
 
 def mark_delivered(settings, order):
     """A person's word that the operator did the top-up: unknown -> success."""
-    now = utcnow()
-    return _committed(settings, "mark_delivered", lambda: _update(
-        "mark_delivered", order.order_number,
-        {"recharged_at": now, "now": now, "anomaly_reason": _clear(*AUTO_REASONS, CONFIRM)}, _pinned(order)))
+    def unit():
+        now = utcnow()
+        return _update("mark_delivered", order, {"recharged_at": now}, {"anomaly_reason": _CLEAR_UNCLEAR}, now=now)
+    return _committed(settings, "mark_delivered", unit)
 
 
 def mark_failed(settings, order):
     """A person's word that the operator did not do it: unknown -> failed (the refund is due)."""
     return _committed(settings, "mark_failed", lambda: _update(
-        "mark_failed", order.order_number, {"anomaly_reason": _clear(*AUTO_REASONS, CONFIRM)}, _pinned(order)))
+        "mark_failed", order, computed={"anomaly_reason": _CLEAR_UNCLEAR}))
 
 
 def give_up(settings, order):
     """A person's decision on an order the operator lost every submit of: unknown -> failed."""
     return _committed(settings, "give_up", lambda: _update(
-        "give_up", order.order_number, {"anomaly_reason": _clear(*AUTO_REASONS, LOST)},
-        _pinned(order), _O.c.submit_count == order.submit_count))
+        "give_up", order, computed={"anomaly_reason": _CLEAR_LOST}, extra=(_SAME_SUBMITS,),
+        submits=order.submit_count))
 
 
 def _with(also, unit):

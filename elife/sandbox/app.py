@@ -23,7 +23,7 @@ from . import unitel, wechat, wechat_messages, wechat_money
 
 class State:
     KEPT = ("trades", "refunds", "wechat_down", "topups", "log", "calls", "mode", "mode_for", "delay_for",
-            "servicetype_mode", "fail_code", "prices", "prices_for", "extra", "refund_mode",
+            "servicetype_mode", "fail_code", "prices", "prices_for", "extra", "refund_mode", "openapi_seqid",
             "messages", "message_calls", "messages_mode", "stable_tokens", "wx_tokens")
 
     def __init__(self, path=None):
@@ -65,6 +65,7 @@ class State:
         self.trades = {}          # out_trade_no -> dict
         self.refunds = {}         # out_refund_no -> dict
         self.wechat_down = set()  # pay calls answering 503: unifiedorder | queryorder | refund | ...
+        self.openapi_seqid = True  # pay answers carry x-openapi-seqid, as through Cloud Hosting's sidecar
         wechat_money.reset(self)  # refund mode, bill rows added by tests
         wechat_messages.reset(self)  # subscribe messages, their mode, access_tokens
         self.expired = set()      # tokens whose next use answers 401 (_expire_tokens)

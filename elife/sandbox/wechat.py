@@ -30,6 +30,23 @@ def register(app, state, settings):
         return jsonify({"openid": openid, "session_key": secrets.token_hex(12)})
 
     # -- WeChat: Cloud Hosting pay ---------------------------------------------------
+    @app.after_request
+    def openapi_seqid(resp):
+        """Cloud Hosting's open API answers through the platform's sidecar, each answer
+        with its x-openapi-seqid; POST /wechat/_openapi {"seqid": false} plays the sidecar
+        missing (the open-API service not switched on)."""
+        if request.path.startswith("/wechat/_/pay/") and state.openapi_seqid:
+            resp.headers["x-openapi-seqid"] = secrets.token_hex(12)
+        return resp
+
+    @app.post("/wechat/_openapi")
+    def openapi_mode():
+        body = request.get_json(force=True, silent=True) or {}
+        with state.lock:
+            state.openapi_seqid = bool(body.get("seqid", True))
+            state.save()
+        return jsonify({"seqid": state.openapi_seqid})
+
     def pay_body(call):
         if call in state.wechat_down:
             return None, (jsonify({"errcode": -1, "errmsg": "system busy"}), 503)

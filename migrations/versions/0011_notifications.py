@@ -11,7 +11,7 @@ Downgrade drops the four tables: consents not yet spent and messages not yet sen
 with them (nothing about an order lives there).
 
 Revision ID: 0011_notifications
-Revises: 0007_admin_sessions
+Revises: 0013_jobs
 Create Date: 2026-12-08
 """
 import sqlalchemy as sa
@@ -19,7 +19,7 @@ from alembic import op
 from sqlalchemy.dialects import mysql
 
 revision = "0011_notifications"
-down_revision = "0007_admin_sessions"
+down_revision = "0013_jobs"
 branch_labels = None
 depends_on = None
 

@@ -19,7 +19,7 @@ from flask import Blueprint, jsonify
 
 from ... import config
 from ...shop import catalog
-from . import admin, admin_catalogue, customer, meta, payment
+from . import admin, admin_catalogue, customer, jobs, meta, payment
 from .parts import GUNICORN_ERRORS, REQUEST_ID_HEADER, REQUEST_ID_PARAM, _error
 from .parts import trimmed  # noqa: F401 (the tests import it from here)
 from .schemas import components
@@ -30,7 +30,8 @@ OPENAPI_VERSION = "3.0.3"
 API_VERSION = "1.0.0"
 
 # The groups of paths, in the order the document lists them.
-PATH_GROUPS = (meta.probes, customer.paths, payment.paths, admin.paths, admin_catalogue.paths, meta.metrics)
+PATH_GROUPS = (meta.probes, customer.paths, payment.paths, admin.paths, admin_catalogue.paths, jobs.paths,
+               meta.metrics)
 
 
 @bp.get("/openapi.json")
@@ -79,6 +80,7 @@ def build_spec(settings, catalogue=None):
             {"name": "customer", "description": "the mini-program"},
             {"name": "wechat", "description": "called by WeChat Pay"},
             {"name": "admin", "description": "the operator on duty; HTML for browsers, JSON for API clients"},
+            {"name": "jobs", "description": "the timed jobs, called by Cloud Hosting's timed triggers"},
             {"name": "meta", "description": "probes and this description"},
         ],
         "paths": paths,

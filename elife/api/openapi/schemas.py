@@ -25,6 +25,7 @@ def components(catalogue=None):
                                         "together with the platform's X-WX-SOURCE, and with X-WX-ENV equal "
                                         "to WECHAT_ENV_ID when that is sent (at most 64 characters)"},
             "adminBearer": {"type": "http", "scheme": "bearer", "description": "ADMIN_TOKEN"},
+            "jobsBearer": {"type": "http", "scheme": "bearer", "description": "JOBS_TOKEN"},
             "metricsBearer": {"type": "http", "scheme": "bearer",
                               "description": "METRICS_TOKEN (ADMIN_TOKEN when that is unset)"},
             "adminCookie": {"type": "apiKey", "in": "cookie", "name": "elife_admin",
@@ -110,7 +111,41 @@ def _schemas():
                            "database": {"type": "string", "enum": ["up", "down"]},
                            "operator": {"type": "string", "enum": ["up", "down"],
                                         "description": "down while the operator breaker is open "
-                                                       "(new orders refused); the service is still up"}},
+                                                       "(new orders refused); the service is still up"},
+                           "wechat": {"type": "string", "enum": ["open-api", "v3"],
+                                      "description": "how WeChat Pay is called: Cloud Hosting's open API, "
+                                                     "or API v3 directly"}},
+        },
+        "SweepSummary": {
+            "type": "object", "additionalProperties": False,
+            "required": ["found", "claimed", "settled", "flagged", "skipped", "errors", "unconfirmed", "seconds",
+                         "bySelection", "more"],
+            "properties": {**{k: {"type": "integer", "minimum": 0} for k in (
+                "found", "claimed", "settled", "flagged", "skipped", "errors", "unconfirmed")},
+                "seconds": {"type": "number", "minimum": 0},
+                "bySelection": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0},
+                                "description": "orders found, by the sweep's selection"},
+                "more": {"type": "boolean", "description": "stopped at its time limit: call again"}},
+        },
+        "ReconcileRun": {
+            "type": "object", "required": ["date", "status", "wechat", "ours", "breaks", "recovered"],
+            "properties": {"date": {"type": "string", "pattern": "^[0-9]{8}$"},
+                           "status": {"type": "string", "enum": ["balanced", "breaks", "resolved"]},
+                           "wechat": {"type": "object"}, "ours": {"type": "object"},
+                           "breaks": {"type": "array", "items": {"type": "object"}},
+                           "recovered": {"type": "array", "items": {"type": "string"}}},
+        },
+        "ReconcileJobRequest": {
+            "type": "object", "description": "Other keys are ignored.",
+            "properties": {"date": {"type": "string", "pattern": "^[0-9]{8}$", "maxLength": 8,
+                                    "description": "WeChat's bill day, YYYYMMDD, China time", "example": "20260118"}},
+        },
+        "PurgeSummary": {
+            "type": "object", "additionalProperties": False, "required": ["purged", "before", "more"],
+            "properties": {"purged": {"type": "integer", "minimum": 0},
+                           "before": {"type": "string", "format": "date",
+                                      "description": "notices received before this day (UTC) went"},
+                           "more": {"type": "boolean", "description": "stopped at its time limit: call again"}},
         },
         "LoginRequest": {
             "type": "object", "required": ["code"],
