@@ -270,7 +270,7 @@ def test_the_message_is_earned_in_the_moves_own_transaction(client, sandbox, cus
     from elife.fulfil import state
     n = pay(client, sandbox, customer, mode="unknown")  # left unknown: a settle may still come
     order = state.read_fresh(n)
-    assert state._update("settle_success", n, {}) is not None  # the move and its row, not committed
+    assert state._update("settle_success", order) is not None  # the move and its row, not committed
     db.session.rollback()  # the process dies before the commit
     assert order_row(n)["recharge_status"] == "unknown" and outbox_rows(n) == {}
     assert state.settle_success(services.current().settings, order) is not None
