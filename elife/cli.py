@@ -399,5 +399,62 @@ def product_sync_command(msisdn, do_apply):
     click.echo(f"product sync: {summary}; written: {added} added, {updated} updated")
 
 
+# -- subscribe messages: which template says what --------------------------------------------
+
+@elife_cli.group("notify")
+def notify_cli():
+    """The customer's subscribe messages: the templates they are sent with."""
+
+
+@notify_cli.group("template")
+def template_cli():
+    """The template of each kind of message (recharged, failed_refunded, refunded)."""
+
+
+@template_cli.command("set")
+@click.argument("kind", type=click.Choice(["recharged", "failed_refunded", "refunded"]))
+@click.argument("template_id")
+@click.argument("more", nargs=-1, metavar="[KEY=VALUE]...")
+@click.option("--field", "pairs", multiple=True, metavar="KEY=VALUE",
+              help="a field of the template and what goes into it: phone, product, amount, time, "
+                   "reason or order (thing1=product); repeat it, or list more KEY=VALUE after it")
+@click.option("--by", default="", help="who you are (default: your login name)")
+def template_set(kind, template_id, more, pairs, by):
+    """Send KIND messages with TEMPLATE_ID (from the mini-program console: 订阅消息 ->
+    我的模板), its fields filled as --field says. Each value is checked against its
+    field's type; the mini-program asks customers for this template id from now on."""
+    from .errors import DomainError
+    from .notify import templates
+    _database_line()
+    try:
+        t = templates.set_template(kind, template_id, templates.parse_fields(pairs + more), _actor(by))
+    except DomainError as exc:
+        _refused(exc)
+    click.echo(f"template set: {_show_template(t)}")
+
+
+@template_cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def template_list(as_json):
+    """Each kind of message, its template and what goes into which field."""
+    from .notify import fields, templates
+    from .timeutil import iso
+    _database_line()
+    configured = templates.all_templates()
+    if as_json:
+        click.echo(json.dumps({"templates": [
+            {"kind": t.kind, "templateId": t.template_id, "fields": t.fields, "updatedBy": t.updated_by,
+             "updatedAt": iso(t.updated_at)} for t in configured.values()]}, ensure_ascii=False, indent=2))
+        return
+    for kind in fields.KINDS:
+        t = configured.get(kind)
+        click.echo(_show_template(t) if t else f"{kind:<16} not configured: no {kind} messages are sent")
+
+
+def _show_template(t):
+    said = " ".join(f"{k}={v}" for k, v in t.fields.items())
+    return f"{t.kind:<16} {t.template_id}  {said}  (by {t.updated_by or '-'})"
+
+
 def register(app):
     app.cli.add_command(elife_cli)

@@ -35,6 +35,12 @@ SECRETS = {"SECRET_KEY": DEV_SECRET_KEY, "ADMIN_TOKEN": DEV_ADMIN_TOKEN}
 JOBS_SECRETS = {"JOBS_TOKEN": DEV_JOBS_TOKEN}  # required, and checked, while JOBS_ENABLED
 
 
+# subscribeMessage.send's choices (developers.weixin.qq.com).
+MESSAGE_APIS = ("cloud", "token")
+MINIPROGRAM_STATES = ("developer", "trial", "formal")
+MESSAGE_LANGS = ("zh_CN", "en_US", "zh_HK", "zh_TW")
+
+
 class ConfigError(RuntimeError):
     pass
 
@@ -109,6 +115,20 @@ class Settings:
     JOB_TIME_BUDGET_SECONDS: int = _setting(45, int, "a job answers within this (Cloud Hosting ends a request "
                                                      "at 60 s); the sweep starts no row it could not finish "
                                                      "by then, and says \"more\": true")
+
+    # Subscribe messages (elife/notify/): what the customer hears back.
+    WECHAT_MESSAGE_API: str = _setting("cloud", doc="cloud: Cloud Hosting's open API, no access_token; "
+                                                    "token: a host, access_token from stable_token "
+                                                    "(WECHAT_APPID, WECHAT_SECRET)")
+    NOTIFY_PAGE: str = _setting("", doc="the mini-program page a message opens, given ?orderNumber=<n>; "
+                                        "empty: no page (a page missing from the live version is 41030)")
+    NOTIFY_MINIPROGRAM_STATE: str = _setting("formal", doc="which version the page opens: "
+                                                           "developer | trial | formal")
+    NOTIFY_LANG: str = _setting("zh_CN", doc="the language of the message card: zh_CN | en_US | zh_HK | zh_TW")
+    NOTIFY_MAX_ATTEMPTS: int = _setting(5, int, "sends of one message WeChat answered -1 or 5xx to, "
+                                                "about an hour apart in all, before it is failed")
+    NOTIFY_TIMEOUT: float = _setting(5.0, float, "seconds to wait for subscribeMessage.send "
+                                                 "(it runs after the top-up, never in a request)")
 
     UNITEL_API_URL: str = _setting("")
     UNITEL_USERNAME: str = _setting("")
@@ -198,6 +218,16 @@ class Settings:
         if self.UNITEL_VAT_REGISTER_NO and not valid_register_no(self.UNITEL_VAT_REGISTER_NO):
             raise ConfigError("UNITEL_VAT_REGISTER_NO must be a 7-digit company register number "
                               "or 2 Cyrillic letters and 8 digits")
+        if self.WECHAT_MESSAGE_API not in MESSAGE_APIS:
+            raise ConfigError(f"WECHAT_MESSAGE_API must be cloud or token, not {self.WECHAT_MESSAGE_API!r}")
+        if self.NOTIFY_MINIPROGRAM_STATE not in MINIPROGRAM_STATES:
+            raise ConfigError(f"NOTIFY_MINIPROGRAM_STATE must be one of {', '.join(MINIPROGRAM_STATES)}")
+        if self.NOTIFY_LANG not in MESSAGE_LANGS:
+            raise ConfigError(f"NOTIFY_LANG must be one of {', '.join(MESSAGE_LANGS)}")
+        if self.NOTIFY_MAX_ATTEMPTS < 1 or self.NOTIFY_TIMEOUT <= 0:
+            raise ConfigError("NOTIFY_MAX_ATTEMPTS must be 1 or more and NOTIFY_TIMEOUT above 0")
+        if self.is_production and self.WECHAT_MESSAGE_API == "token" and not self.WECHAT_SECRET.strip():
+            raise ConfigError("WECHAT_MESSAGE_API=token needs WECHAT_SECRET (stable_token asks for it)")
         if self.UNITEL_PRICE_TIMEOUT <= 0 or self.UNITEL_PRICE_CACHE_SECONDS < 0:
             raise ConfigError("UNITEL_PRICE_TIMEOUT must be above 0 and UNITEL_PRICE_CACHE_SECONDS not negative")
         return self

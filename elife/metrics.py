@@ -11,7 +11,8 @@ to METRICS_DIR/sweep.json (atomically) and read by the scrape, not kept in files
 process, which would pile up one set a minute.
 
 Read at scrape time from the database: the seed's fourth query (paid orders waiting for
-compensation), as gauges.
+compensation), as gauges; and the subscribe messages by kind and outcome, a counter the
+database keeps (the top-up pool, the cron sweep and every host send them).
 """
 import functools
 import json
@@ -22,6 +23,7 @@ import threading
 import time
 
 SWEEP_FILE = "sweep.json"
+NOTIFICATION_OUTCOMES = ("sent", "no_consent", "failed", "skipped")  # a message's final statuses
 _lock = threading.Lock()
 _m = None
 
@@ -207,7 +209,7 @@ class _ScrapeTime:  # a prometheus_client collector
         yield up
         if pending is None:
             return
-        count, oldest_seconds, breaker_open = pending
+        count, oldest_seconds, breaker_open, messages = pending
         b = GaugeMetricFamily("elife_breaker_open", "1 while the operator breaker is open (new orders refused)")
         b.add_metric([], 1.0 if breaker_open else 0.0)
         yield b
@@ -219,11 +221,29 @@ class _ScrapeTime:  # a prometheus_client collector
                               "How long the oldest of them has waited since it was paid")
         o.add_metric([], float(oldest_seconds))
         yield o
+        from prometheus_client.core import CounterMetricFamily
+        sent = CounterMetricFamily("elife_notifications", "Subscribe messages to customers, by kind and by what "
+                                   "became of them: sent, no_consent (WeChat's 43101), failed, skipped (no "
+                                   "consent or no template)", labels=["kind", "outcome"])
+        waiting = GaugeMetricFamily("elife_notifications_pending", "Subscribe messages not yet sent or given up "
+                                    "(pending a retry, or being sent now)", labels=["kind"])
+        totals, open_ = {}, {}
+        for (kind, status), n in messages.items():
+            if status in NOTIFICATION_OUTCOMES:
+                totals[(kind, status)] = n
+            else:
+                open_[kind] = open_.get(kind, 0) + n
+        for (kind, status), n in sorted(totals.items()):
+            sent.add_metric([kind, status], float(n))
+        yield sent
+        for kind, n in sorted(open_.items()):
+            waiting.add_metric([kind], float(n))
+        yield waiting
 
 
 def exposition(metrics_dir, pending):
     """The text a scrape gets. `pending()` -> (count, seconds the oldest has waited, the
-    breaker open), or None when the database cannot say."""
+    breaker open, {(kind, status): messages}), or None when the database cannot say."""
     from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
     _metrics()
     registry = CollectorRegistry()

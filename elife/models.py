@@ -291,3 +291,74 @@ class JobLock(db.Model):
     holder = db.Column(db.String(96))
     locked_at = db.Column(Timestamp)
     expires_at = db.Column(Timestamp)
+
+
+# -- subscribe messages (elife/notify/) ----------------------------------------------------
+
+NOTIFICATION_STATUSES = ("pending", "sending", "sent", "no_consent", "failed", "skipped")
+
+
+class NotificationConsent(db.Model):
+    """What a customer said to wx.requestSubscribeMessage for one template: every
+    "accept" lets WeChat deliver one later message (a credit), spent when WeChat accepts a
+    send; the last choice (accept | reject | ban | filter) as the mini-program reported it."""
+    __tablename__ = "notification_consents"
+    __table_args__ = (sa.UniqueConstraint("user_id", "template_id", name="uq_notification_consents_user_template"),)
+    id = db.Column(BigId, primary_key=True, autoincrement=True)
+    user_id = db.Column(BigId, db.ForeignKey("users.id", name="fk_notification_consents_user_id"), nullable=False)
+    template_id = db.Column(ExactString(64), nullable=False)
+    credits = db.Column(db.Integer, nullable=False, default=0, server_default="0")
+    last_choice = db.Column(db.String(16))
+    chosen_at = db.Column(Timestamp)
+    created_at = db.Column(Timestamp, nullable=False, default=utcnow)
+    updated_at = db.Column(Timestamp, nullable=False, default=utcnow)
+
+
+class Notification(db.Model):
+    """The outbox: one message an order earned (one per order and kind), written in the
+    transaction of the state change that earned it, then sent by whoever gets to it first
+    (the top-up's pool after its settle, or the sweep)."""
+    __tablename__ = "notifications"
+    __table_args__ = (
+        sa.UniqueConstraint("order_number", "kind", name="uq_notifications_order_kind"),
+        # The sweep: pending (and stuck sending) rows by when they are due.
+        sa.Index("idx_notifications_due", "status", "next_attempt_at", "id"),
+        sa.Index("idx_notifications_created", "created_at"),  # report: per day
+        sa.Index("idx_notifications_kind_status", "kind", "status"),  # the metric: counts
+    )
+    id = db.Column(BigId, primary_key=True, autoincrement=True)
+    order_number = db.Column(db.String(32), nullable=False)
+    kind = db.Column(db.String(32), nullable=False)  # recharged | failed_refunded | refunded
+    user_id = db.Column(BigId, db.ForeignKey("users.id", name="fk_notifications_user_id"), nullable=False)
+    template_id = db.Column(ExactString(64))  # the kind's template when it was sent
+    status = db.Column(db.String(16), nullable=False, default="pending", server_default="pending")
+    attempts = db.Column(db.Integer, nullable=False, default=0, server_default="0")
+    next_attempt_at = db.Column(Timestamp)
+    claimed_at = db.Column(Timestamp)  # a sender took it (status sending)
+    last_error = db.Column(db.String(255))  # WeChat's errcode and words, or why not sent
+    data = db.Column(db.Text)  # the fields as sent (JSON), for the person on duty
+    sent_at = db.Column(Timestamp)
+    created_at = db.Column(Timestamp, nullable=False, default=utcnow)
+    updated_at = db.Column(Timestamp, nullable=False, default=utcnow)
+
+
+class NotificationTemplate(db.Model):
+    """A kind's template, as the merchant picked it in the mini-program console: its id
+    and which of our values goes into which of its fields (JSON {key: value name})."""
+    __tablename__ = "notification_templates"
+    kind = db.Column(db.String(32), primary_key=True)
+    template_id = db.Column(ExactString(64), nullable=False)
+    fields = db.Column(db.Text, nullable=False)
+    updated_by = db.Column(db.String(64))
+    updated_at = db.Column(Timestamp, nullable=False, default=utcnow)
+
+
+class WeChatToken(db.Model):
+    """The access_token stable_token gave (a host only: Cloud Hosting needs none), shared
+    by every worker and host, renewed before it expires and when WeChat says 40001/42001."""
+    __tablename__ = "wechat_tokens"
+    appid = db.Column(db.String(32), primary_key=True)
+    token = db.Column(ExactString(512), nullable=False)  # WeChat: keep room for 512
+    expires_at = db.Column(Timestamp, nullable=False)
+    forced_at = db.Column(Timestamp)  # the last forced refresh: WeChat allows one per 30 s
+    updated_at = db.Column(Timestamp, nullable=False, default=utcnow)

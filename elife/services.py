@@ -5,7 +5,9 @@ from dataclasses import dataclass, field
 
 from .clients.unitel import UnitelClient
 from .clients.wechat import WeChatClient
+from .clients.wechat_messages import MessageClient
 from .config import Settings
+from .notify.tokens import DatabaseTokens
 
 
 @dataclass(frozen=True)
@@ -14,11 +16,13 @@ class Services:
     wechat: WeChatClient  # the mini-program's side: code2Session
     pay: WeChatClient     # WeChat Pay: orders, queries, refunds, the bill, notices
     unitel: UnitelClient
+    messages: MessageClient  # subscribe messages (a host's access_token shared in the database)
 
 
 def build(settings):
     wechat = WeChatClient(settings)
-    return Services(settings=settings, wechat=wechat, pay=wechat, unitel=UnitelClient(settings))
+    return Services(settings=settings, wechat=wechat, pay=wechat, unitel=UnitelClient(settings),
+                    messages=MessageClient(settings, DatabaseTokens(settings.WECHAT_APPID)))
 
 
 def wechat_path(settings):

@@ -31,7 +31,8 @@ JOBS_TOKEN = "test-jobs-token-0123456789abcdef"  # 32: production apps of the te
 mysql_only = pytest.mark.skipif(not ON_MYSQL, reason="MariaDB only: set ELIFE_TEST_DATABASE_URL")
 
 # Tables in delete order (children first); alembic_version is never touched.
-TABLES = ("job_locks", "admin_sessions", "product_changes", "reconciliation_breaks", "reconciliations", "operator_breakers",
+TABLES = ("notifications", "notification_consents", "notification_templates", "wechat_tokens",
+          "job_locks", "admin_sessions", "product_changes", "reconciliation_breaks", "reconciliations", "operator_breakers",
           "rate_limits", "operator_price_lists", "idempotency_keys", "order_events", "operator_calls",
           "payment_notices", "orders", "exchange_rates", "products", "users")
 

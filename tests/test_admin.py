@@ -191,7 +191,7 @@ def test_reports_json_is_all_reports(client, app, customer, order):
     data = r.get_json()
     expected = reports.all_reports(has_status_query=services.current().unitel.has_status_query)
     assert set(data) == set(expected) == {"generatedAt", "successRate", "anomalies", "delay", "pending",
-                                          "reconciliation", "alert"}
+                                          "reconciliation", "messages", "alert"}
     for key in ("successRate", "anomalies", "delay"):
         assert data[key] == expected[key], key
     assert data["anomalies"]["items"][0]["reason"] == "amount_mismatch"
@@ -706,7 +706,7 @@ def test_admin_queries_use_indexes(client, customer, order, sandbox):
         sa.event.remove(db.engine, "before_cursor_execute", keep)
     assert total == EXPLAIN_ROWS // 1000 + 1 and items[0].order_number == n
     assert detail["order"].order_number == n and len(detail["notices"]) == 1
-    assert len(sent) == 6
+    assert len(sent) == 7  # the anomaly list (2), the order, its notices, calls, events, messages
     raw = db.engine.raw_connection()
     try:
         cur = raw.cursor()

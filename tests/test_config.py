@@ -130,6 +130,24 @@ def test_bad_unitel_settings_are_refused_at_start(name, value):
         load_settings(environ={name: value}).validate()
 
 
+@pytest.mark.parametrize("name, value", [
+    ("WECHAT_MESSAGE_API", "both"), ("WECHAT_MESSAGE_API", "Cloud"), ("NOTIFY_MINIPROGRAM_STATE", "release"),
+    ("NOTIFY_LANG", "mn_MN"), ("NOTIFY_MAX_ATTEMPTS", "0"), ("NOTIFY_TIMEOUT", "0"),
+])
+def test_bad_message_settings_are_refused_at_start(name, value):
+    with pytest.raises(ConfigError, match=name):
+        load_settings(environ={name: value}).validate()
+
+
+def test_a_host_sending_messages_needs_the_secret_stable_token_asks_for():
+    with pytest.raises(ConfigError, match="WECHAT_SECRET"):
+        load_settings(environ={**PRODUCTION, "WECHAT_MESSAGE_API": "token"}).validate()
+    s = load_settings(environ={**PRODUCTION, "WECHAT_MESSAGE_API": "token", "WECHAT_SECRET": "s" * 32}).validate()
+    from elife.clients.wechat_messages import MessageClient
+    assert MessageClient(s).base == "https://api.weixin.qq.com"  # the secret never over plain http
+    assert MessageClient(load_settings(environ=PRODUCTION).validate()).base == "http://api.weixin.qq.com"
+
+
 # -- secrets in production (issue 16, finding 2) ---------------------------------------------
 
 @pytest.mark.parametrize("name, value, said", [

@@ -39,7 +39,7 @@ EXPECTED_OUTPUT = [
     ('print("missing required settings:"', [r"missing required settings: none"]),
     ('print("weak secrets:"', [r"TRUSTED_PROXY_COUNT=0", r"weak secrets: \(checked in production\)",
                                r"admin_auth_failed: \d+ in the log"]),
-    (".venv/bin/flask --app wsgi db current", [r"0013_jobs \(head\)"]),
+    (".venv/bin/flask --app wsgi db current", [r"0011_notifications \(head\)"]),
     ('curl -fsS "$BASE/health"; echo\n', [r'"database":"up"', r'"status":"ok"']),
     (".venv/bin/flask --app wsgi elife check-schema\n", [r"schema: ok"]),
     ("grep 数据库连接成功", [r"event=database_connected .*数据库连接成功"]),

@@ -153,3 +153,37 @@ def test_the_design_documents_the_same_table_of_moves():
     in_code = {m.name: (m.column.split("_")[0], tuple(sorted(s.value for s in m.froms)), m.to.value)
                for m in MOVES}
     assert documented == in_code
+
+
+def _messages_of(n):
+    with db.engine.connect() as c:
+        return [r[0] for r in c.execute(sa.text("SELECT kind FROM notifications WHERE order_number = :n"), {"n": n})]
+
+
+EARNED = [(m, m.froms[0]) for m in MOVES]
+
+
+@pytest.mark.parametrize("move,status", EARNED, ids=[m.name for m, _ in EARNED])
+def test_a_move_that_tells_the_customer_writes_its_message_in_its_own_commit_and_no_other_does(
+        one_order, move, status):
+    """The outbox row (notify/outbox.py) comes with the move that earns it -- recharged with
+    a success, failed_refunded with a failure (its refund follows), refunded only with the
+    refund WeChat confirmed -- and with no other move."""
+    order = _put(one_order, move.column, status, move)
+    assert _messages_of(one_order) == []
+    assert _call(move.name, order) is not None
+    expected = {"settle_success": "recharged", "mark_delivered": "recharged", "settle_failed": "failed_refunded",
+                "mark_failed": "failed_refunded", "give_up": "failed_refunded", "confirm_refund": "refunded"}
+    assert _messages_of(one_order) == ([expected[move.name]] if move.name in expected else [])
+    assert move.earns == expected.get(move.name, "")
+
+
+def test_the_design_says_which_moves_tell_the_customer():
+    text = (REPO / "docs" / "design.md").read_text(encoding="utf-8")
+    section = text.split("### The moves", 1)[1].split("\n#", 1)[0]
+    documented = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 7 and re.fullmatch(r"`\w+`", cells[0]):
+            documented[cells[0].strip("`")] = cells[4].strip("`")
+    assert documented == {m.name: m.earns for m in MOVES}

@@ -5,11 +5,11 @@ import uuid
 from flask import g, request
 
 from .. import logs, metrics
-from . import admin, auth, errors, health, jobs, openapi, orders, payment
+from . import admin, auth, errors, health, jobs, notifications, openapi, orders, payment
 from . import scrape
 from .common import SANE_REQUEST_ID
 
-BLUEPRINTS = (health.bp, openapi.bp, scrape.bp, auth.bp, orders.bp, payment.bp, admin.bp, jobs.bp)
+BLUEPRINTS = (health.bp, openapi.bp, scrape.bp, auth.bp, orders.bp, notifications.bp, payment.bp, admin.bp, jobs.bp)
 REQUEST_ID_HEADER = "X-Request-Id"
 
 

@@ -9,6 +9,11 @@ free at once for the next notice -- or, with RECHARGE_THREADS=0, in the request'
 thread. Its claim is committed before the answer, so a worker that dies before or during
 the submit leaves a claimed order that the sweep settles through the status query; on
 SIGTERM the pool finishes what it started (gunicorn's graceful_timeout).
+
+After the top-up's settle (and its refund, if the operator refused), the same job sends
+the subscribe messages the settle earned (notify/outbox.py); a refund notice's answer is
+followed the same way by the `refunded` message, when its refund query confirmed it. They
+run after the answer, never before it; a worker that dies first leaves them to the sweep.
 """
 import logging
 import threading
@@ -18,6 +23,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from .. import logs, services
 from ..fulfil import notices, payments
+from ..notify import outbox
 from .. import limits
 from ..shop import orders
 from .auth import current_user
@@ -51,13 +57,19 @@ def callback(order_number):
         raise from_domain(verdict.refused)
     resp = jsonify(RETRY if verdict.retry_later else OK)
     if jobs:
-        app, rid = current_app._get_current_object(), logs.current_request_id()
-        threads = svc.settings.RECHARGE_THREADS
-        if threads > 0:
-            resp.call_on_close(lambda: _pool(threads).submit(_run_after_answer, app, jobs, rid))
-        else:
-            resp.call_on_close(lambda: _run_after_answer(app, jobs, rid))
+        jobs.append(lambda: outbox.send_for_order(svc, order_number))  # after the settle, in order
+        _after_answer(resp, svc, jobs)
     return resp
+
+
+def _after_answer(resp, svc, jobs):
+    """Run `jobs` once the answer is sent: on the pool, or in this thread (RECHARGE_THREADS=0)."""
+    app, rid = current_app._get_current_object(), logs.current_request_id()
+    threads = svc.settings.RECHARGE_THREADS
+    if threads > 0:
+        resp.call_on_close(lambda: _pool(threads).submit(_run_after_answer, app, jobs, rid))
+    else:
+        resp.call_on_close(lambda: _run_after_answer(app, jobs, rid))
 
 
 _pools = {}
@@ -95,4 +107,7 @@ def refund_callback(order_number):
     verdict = notices.handle_refund(svc, order_number, notice)
     if verdict.refused is not None:
         raise from_domain(verdict.refused)
-    return jsonify(RETRY if verdict.retry_later else OK)
+    resp = jsonify(RETRY if verdict.retry_later else OK)
+    if verdict.decision == "refund_confirmed":  # the `refunded` message confirm_refund earned
+        _after_answer(resp, svc, [lambda: outbox.send_for_order(svc, order_number)])
+    return resp

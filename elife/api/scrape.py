@@ -10,6 +10,7 @@ from .. import metrics, services
 from ..extensions import db
 from ..fulfil import breaker
 from ..logs import event
+from ..notify import outbox
 from ..ops import reports
 from ..timeutil import utcnow
 from .errors import ApiError
@@ -24,13 +25,14 @@ def scrape_token(settings):
 
 
 def _pending():
-    """(count, seconds the oldest has waited) of the seed's query 4, and whether the
-    operator breaker is open; None when the database cannot be asked -- the rest of the
-    scrape is served all the same."""
+    """(count, seconds the oldest has waited) of the seed's query 4, whether the operator
+    breaker is open, and the subscribe messages by (kind, status); None when the database
+    cannot be asked -- the rest of the scrape is served all the same."""
     now = utcnow()
     try:
         p = reports.pending_compensation(now, services.current().unitel.has_status_query)
         breaker_open = breaker.state(services.current().settings)[0] == breaker.OPEN
+        messages = outbox.counts()
         db.session.commit()
     except Exception as exc:  # noqa: BLE001 -- an outage is when the other metrics matter most
         db.session.rollback()
@@ -40,7 +42,7 @@ def _pending():
     seconds = 0.0
     if oldest:
         seconds = max(0.0, (now - datetime.strptime(oldest, "%Y-%m-%dT%H:%M:%S.%fZ")).total_seconds())
-    return p["pendingCount"], seconds, breaker_open
+    return p["pendingCount"], seconds, breaker_open, messages
 
 
 @bp.get("/metrics")

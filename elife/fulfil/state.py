@@ -24,6 +24,11 @@ not happen). A guard is written once and works both ways: on an Order it is a bo
 the Order class it is the SQL condition, so the admin page, the moves and the sweep's
 selections ask the same question. Writes that are not moves (no status changes, no
 version): note_payment_created, note_refund_refused, flag, resolve.
+
+A move that tells the customer something (its row's `earns`: recharged, failed_refunded,
+refunded) writes that message's outbox row (notify/outbox.py) in its own transaction,
+beside its UPDATE: both are committed, or neither. Sending it is not a move and never
+waits on one.
 """
 import enum
 import json
@@ -34,6 +39,7 @@ import sqlalchemy as sa
 from .. import database
 from ..extensions import db
 from ..models import Order
+from ..notify import outbox
 from ..timeutil import iso, utcnow
 from . import audit
 
@@ -204,6 +210,7 @@ class Move:
     to: str
     when: object = None  # what else must hold: a guard (bool on an order, SQL on Order)
     by: str = ""    # who asks for it
+    earns: str = ""  # the subscribe message it earns the customer (notify/outbox.py), if any
 
     def allowed(self, o):
         cond = _one_of(getattr(o, self.column), self.froms)
@@ -221,7 +228,8 @@ MOVES = (
     Move("start_refund", PAYMENT, (P.PAID,), P.REFUNDING, when=refund_due,
          by="refunds.refund, when WeChat accepts the refund request"),
     Move("confirm_refund", PAYMENT, (P.REFUNDING, P.PAID), P.REFUNDED, when=refund_confirmable,
-         by="refunds.settle, when WeChat's refund query says SUCCESS for the full amount"),
+         by="refunds.settle, when WeChat's refund query says SUCCESS for the full amount",
+         earns="refunded"),
     Move("refund_closed", PAYMENT, (P.REFUNDING,), P.PAID,
          by="refunds.settle, when the refund query says REFUNDCLOSE or CHANGE (flagged refund_failed)"),
     Move("claim", RECHARGE, (R.PENDING,), R.PROCESSING, when=claimable,
@@ -230,17 +238,20 @@ MOVES = (
          by="recharge.reconcile, once, when the status query says the first submit never "
             "arrived, SWEEP_STUCK_SECONDS after the claim"),
     Move("settle_success", RECHARGE, (R.PROCESSING, R.UNKNOWN), R.SUCCESS,
-         by="recharge: the submit's answer, or the status query"),
+         by="recharge: the submit's answer, or the status query", earns="recharged"),
     Move("settle_failed", RECHARGE, (R.PROCESSING, R.UNKNOWN), R.FAILED,
-         by="recharge: a definite refusal, in the answer or the status query (then the refund)"),
+         by="recharge: a definite refusal, in the answer or the status query (then the refund)",
+         earns="failed_refunded"),
     Move("mark_unknown", RECHARGE, (R.PROCESSING,), R.UNKNOWN,
          by="recharge: an unclear answer, or a claim stuck past SWEEP_STUCK_SECONDS"),
     Move("mark_delivered", RECHARGE, (R.UNKNOWN,), R.SUCCESS, when=awaiting_confirmation,
-         by="a person on /admin, after asking Unitel (no status query)"),
+         by="a person on /admin, after asking Unitel (no status query)", earns="recharged"),
     Move("mark_failed", RECHARGE, (R.UNKNOWN,), R.FAILED, when=awaiting_confirmation,
-         by="a person on /admin, after asking Unitel (no status query); then the refund"),
+         by="a person on /admin, after asking Unitel (no status query); then the refund",
+         earns="failed_refunded"),
     Move("give_up", RECHARGE, (R.UNKNOWN,), R.FAILED, when=lost_by_operator,
-         by="a person on /admin, when the operator has no record of any submit; then the refund"),
+         by="a person on /admin, when the operator has no record of any submit; then the refund",
+         earns="failed_refunded"),
 )
 MOVE = {m.name: m for m in MOVES}
 
@@ -338,7 +349,8 @@ def _statement(name, columns, computed, extra):
 def _update(name, order, values=None, computed=None, extra=(), now=None, **params):
     """`name`'s move of `order` (as read) in the open transaction: one conditional UPDATE
     whose rowcount decides. Returns the order as the move left it, or None when the WHERE
-    matched nothing (another process moved it first, or it may not make this move)."""
+    matched nothing (another process moved it first, or it may not make this move). A
+    move that earns a message writes its outbox row in the same transaction."""
     values, computed, now = values or {}, computed or {}, now or utcnow()
     move = MOVE[name]
     stmt = _statement(name, tuple(values), computed, extra)
@@ -351,7 +363,10 @@ def _update(name, order, values=None, computed=None, extra=(), now=None, **param
     after.update(values)
     after.update({c: value.on(order) for c, value in computed.items()})
     after.update({move.column: move.to, "version": order.version + 1, "updated_at": now})
-    return Order(**after)
+    moved = Order(**after)
+    if move.earns:
+        outbox.earn(db.session.connection(), moved, move.earns, now)
+    return moved
 
 
 def _committed(settings, what, unit):

@@ -18,6 +18,10 @@ others):
 While the operator breaker is open nothing is claimed or asked of the operator: paid
 orders wait (never refunded for an outage) until it half-opens.
 
+Then, with what is left of SWEEP_MAX_SECONDS, the subscribe messages still due
+(notify/outbox.py: pending, a retry whose wait is over, or left sending by a worker that
+died), each claimed by its own conditional UPDATE.
+
 Without a status query (UNITEL_STATUS_PATH=none) there is nothing to ask: a stuck
 `processing` is flagged for a person, `unknown` orders are left to one, and the summary
 counts them (unconfirmed=N) so that they are not forgotten.
@@ -46,6 +50,7 @@ from ..clients.wechat import WeChatRejected, WeChatUnavailable
 from ..extensions import db
 from ..logs import event
 from ..models import AdminSession, IdempotencyKey, Order, PaymentNotice
+from ..notify import outbox
 from .. import limits
 from ..shop import live_prices
 from ..shop.orders import IDEMPOTENCY_TTL
@@ -68,11 +73,14 @@ class Summary:
     seconds: float = 0.0
     stopped_early: bool = False
     by_selection: dict = field(default_factory=dict)
+    messages: dict = field(default_factory=dict)  # subscribe messages: outcome -> count
 
     def line(self):
+        said = ",".join(f"{k}:{v}" for k, v in sorted(self.messages.items()))
         return (f"sweep: found={self.found} claimed={self.claimed} settled={self.settled} "
                 f"flagged={self.flagged} skipped={self.skipped} errors={self.errors} "
-                f"unconfirmed={self.unconfirmed} seconds={self.seconds:.2f}" + (" stopped_early=1" if self.stopped_early else ""))
+                f"unconfirmed={self.unconfirmed} seconds={self.seconds:.2f}" + (" stopped_early=1" if self.stopped_early else "")
+                + (f" messages={said}" if said else ""))
 
     def as_dict(self):
         return asdict(self)
@@ -173,6 +181,8 @@ def run(svc):
             event(log, logging.WARNING, "awaiting_confirmation", count=summary.unconfirmed,
                   oldest=oldest and oldest.isoformat(timespec="seconds"),
                   message="unclear top-ups without a status query: confirm with Unitel on /admin")
+    if not summary.stopped_early:
+        summary.messages = _send_messages(svc, deadline - time.monotonic())
     _housekeeping(s, now)
     summary.seconds = time.monotonic() - started
     event(log, logging.INFO, "sweep_summary", summary.line()[len("sweep: "):],
@@ -189,6 +199,18 @@ def _publish(s, summary, calls_before):
     except Exception as exc:  # noqa: BLE001 -- the sweep's work is done; say so and go on
         event(log, logging.WARNING, "sweep_summary_not_written", error=type(exc).__name__,
               dir=s.METRICS_DIR)
+
+
+def _send_messages(svc, seconds):
+    """The outbox's due messages, within `seconds`; {outcome: count}."""
+    if seconds <= 0:
+        return {}
+    try:
+        return outbox.sweep(svc, max_seconds=seconds).outcomes
+    except Exception:  # noqa: BLE001 -- a message never fails the sweep's money work
+        db.session.rollback()
+        log.exception("event=sweep_messages_error")
+        return {"error": 1}
 
 
 OPERATOR_WORK = (PAID_UNCLAIMED, UNKNOWN, STUCK_PROCESSING)

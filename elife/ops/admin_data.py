@@ -1,4 +1,5 @@
-"""What the operator's page reads: the anomaly list, one order with its audit trail, and
+"""What the operator's page reads: the anomaly list, one order with its audit trail (and
+the subscribe messages it earned), and
 the reconciliation days with their breaks. Read-only; every list is bounded and walks
 an index (idx_anomaly_reason, the order_number indexes of the audit tables,
 uq_reconciliations_bill_date, idx_reconciliation_breaks_day). Rows and models come back;
@@ -8,6 +9,7 @@ import sqlalchemy as sa
 from ..extensions import db
 from ..fulfil import state
 from ..models import OperatorCall, Order, OrderEvent, PaymentNotice, Reconciliation, ReconciliationBreak
+from ..notify import outbox
 from ..shop import phones
 
 ANOMALY_LIST_LIMIT = 100
@@ -57,12 +59,14 @@ def order_detail(order_number, status_query):
     for row in (*notices, *calls, *events):
         db.session.expunge(row)
     db.session.commit()
+    messages = outbox.for_order(order_number)
     return {
         "order": order,
         "phone": phones.mask(order.phone_number),
         "notices": notices,
         "calls": calls,
         "events": events,
+        "messages": messages,  # the subscribe messages it earned (at most one per kind)
         "status_query": status_query,
         # Without a status query there is no one to ask: a person confirms with Unitel.
         "can_reconcile": state.awaiting_operator(order) and status_query,

@@ -10,6 +10,8 @@ shared by `flask elife report` and /admin. Each has its alert threshold beside i
   5. the daily reconciliation with WeChat's bill   alert when a day with orders, older
                                                    than two days (China time), was never
                                                    reconciled
+  6. the customer's messages by day: sent,         counted, no alert (Prometheus has
+     no_consent, failed, skipped, still pending    elife_notifications_total)
 
 Windows keep every query on an index range (never the whole table): the last
 `hours` for 1 and 3 (the seed's query 3 uses 24 h), the last `days` for 2.
@@ -22,6 +24,7 @@ import sqlalchemy as sa
 from ..extensions import db
 from ..fulfil import reconcile, state
 from ..fulfil.state import RechargeStatus
+from ..notify import outbox
 from ..models import OperatorCall, Order, Reconciliation, ReconciliationBreak
 from ..shop.phones import mask
 from ..timeutil import iso, utcnow
@@ -168,6 +171,19 @@ def reconciliation(now, days):
             "threshold": f"every day with orders reconciled within {UNRECONCILED_AFTER_DAYS} days (China time)"}
 
 
+def messages(now, days):
+    """6: the subscribe messages earned each UTC day of the window, by what became of them."""
+    since = (now - timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)
+    per_day = {}
+    for (d, status), n in outbox.counts_by_day(since).items():
+        per_day.setdefault(d, {s: 0 for s in MESSAGE_STATUSES})[status if status in MESSAGE_STATUSES else "pending"] += n
+    daily = [{"date": d, **counts} for d, counts in sorted(per_day.items(), reverse=True)]
+    return {"days": days, "daily": daily, "alert": False, "threshold": "counted, no alert"}
+
+
+# What the report calls each status of a message (sending: on its way now, counted as pending).
+MESSAGE_STATUSES = ("sent", "no_consent", "failed", "skipped", "pending")
+
 SECTIONS = ("successRate", "anomalies", "delay", "pending", "reconciliation")
 
 
@@ -182,6 +198,7 @@ def all_reports(*, has_status_query, hours=24, days=7, now=None):
         "delay": recharge_delay(now, hours),
         "pending": pending_compensation(now, has_status_query),
         "reconciliation": reconciliation(now, days),
+        "messages": messages(now, days),
     }
     db.session.commit()
     out["alert"] = any(out[k]["alert"] for k in SECTIONS)
@@ -235,6 +252,13 @@ def as_table(rep):
         f"   state: {rc['state']}   open breaks: {rc['openBreaks']}" if rc["lastDay"] else ""))
     if rc["unreconciledDays"]:
         lines.append("   never reconciled: " + ", ".join(rc["unreconciledDays"]))
+    ms = rep["messages"]
+    lines.append(f"\n6. messages to customers by day, last {ms['days']} days (UTC; {ms['threshold']})")
+    for d in ms["daily"]:
+        lines.append(f"   {d['date']}  sent {d['sent']}  no_consent {d['no_consent']}  failed {d['failed']}  "
+                     f"skipped {d['skipped']}  pending {d['pending']}")
+    if not ms["daily"]:
+        lines.append("   none")
     lines.append("\nALERT: a threshold is crossed" if rep["alert"] else "\nall within thresholds")
     return "\n".join(lines)
 

@@ -9,7 +9,8 @@ login tokens stay in memory (the service logs in again on a 401).
 Its control endpoints and operator modes are described in docs/design.md.
 
 Here: that state, its file, /_reset and /_health. The halves add their routes to the one
-app: wechat.py (login and pay, with wechat_money.py: refunds and the bill) and unitel.py.
+app: wechat.py (login and pay, with wechat_money.py: refunds and the bill, and
+wechat_messages.py: subscribe messages) and unitel.py.
 """
 import json
 import os
@@ -17,12 +18,13 @@ import threading
 
 from flask import Flask, jsonify
 
-from . import unitel, wechat, wechat_money
+from . import unitel, wechat, wechat_messages, wechat_money
 
 
 class State:
     KEPT = ("trades", "refunds", "wechat_down", "topups", "log", "calls", "mode", "mode_for", "delay_for",
-            "servicetype_mode", "fail_code", "prices", "prices_for", "extra", "refund_mode", "openapi_seqid")
+            "servicetype_mode", "fail_code", "prices", "prices_for", "extra", "refund_mode", "openapi_seqid",
+            "messages", "message_calls", "messages_mode", "stable_tokens", "wx_tokens")
 
     def __init__(self, path=None):
         self.lock = threading.Lock()
@@ -65,6 +67,7 @@ class State:
         self.wechat_down = set()  # pay calls answering 503: unifiedorder | queryorder | refund | ...
         self.openapi_seqid = True  # pay answers carry x-openapi-seqid, as through Cloud Hosting's sidecar
         wechat_money.reset(self)  # refund mode, bill rows added by tests
+        wechat_messages.reset(self)  # subscribe messages, their mode, access_tokens
         self.expired = set()      # tokens whose next use answers 401 (_expire_tokens)
         self.topups = {}          # journal_id -> {"status", "code", "vat"}
         self.log = []             # every submit that reached the operator, oldest first
@@ -97,5 +100,6 @@ def create_sandbox(settings):
         return jsonify({"status": "ok"})
 
     wechat.register(app, state, settings)
+    wechat_messages.register(app, state)  # subscribe/send and stable_token
     unitel.register(app, state, settings)
     return app

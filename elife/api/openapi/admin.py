@@ -73,10 +73,10 @@ def paths(settings):
             "summary": "the four reports and the reconciliation's state as JSON",
             "parameters": _window_params(),
             "responses": _admin_responses(
-                {"200": _json("generatedAt, successRate, anomalies, delay, pending, reconciliation, alert",
+                {"200": _json("generatedAt, successRate, anomalies, delay, pending, reconciliation, messages, alert",
                               {"type": "object",
                                "required": ["generatedAt", "successRate", "anomalies", "delay", "pending",
-                                            "reconciliation", "alert"],
+                                            "reconciliation", "messages", "alert"],
                                "properties": {"generatedAt": {"type": "string", "format": "date-time"},
                                               "successRate": {"type": "object"},
                                               "anomalies": {"type": "object"},
@@ -137,18 +137,22 @@ def paths(settings):
         "/admin/orders/{orderNumber}.json": {"get": {
             "tags": ["admin"], "operationId": "adminOrderJson", "security": _admin_security(),
             "summary": "one order as JSON: its columns (the phone number masked), payment notices, "
-                       "operator calls, order events, and the actions it allows",
+                       "operator calls, order events, the customer's messages, and the actions it allows",
             "parameters": [admin_order_param],
             "responses": _admin_responses(
-                {"200": _json("order, notices, operatorCalls, events, receipt, actions",
+                {"200": _json("order, notices, operatorCalls, events, messages, receipt, actions",
                               {"type": "object",
-                               "required": ["order", "notices", "operatorCalls", "events", "receipt", "actions"],
+                               "required": ["order", "notices", "operatorCalls", "events", "messages", "receipt",
+                                            "actions"],
                                "properties": {"order": {"type": "object"},
                                               "receipt": {"type": "object", "nullable": True,
                                                           "description": "as in GET /orders/{orderNumber}"},
                                               "notices": {"type": "array", "items": {"type": "object"}},
                                               "operatorCalls": {"type": "array", "items": {"type": "object"}},
                                               "events": {"type": "array", "items": {"type": "object"}},
+                                              "messages": {"type": "array", "items": {"type": "object"},
+                                                           "description": "the subscribe messages the order "
+                                                                          "earned, and what became of each"},
                                               "actions": {"type": "object"}}})},
                 codes404=True),
         }},

@@ -1,5 +1,5 @@
-"""What the mini-program calls before it pays: the login (api/auth.py), the products and
-the orders (api/orders.py)."""
+"""What the mini-program calls: the login (api/auth.py), the products and the orders
+(api/orders.py), and the subscribe messages' consents (api/notifications.py)."""
 from .. import orders as orders_api
 from .parts import (BODY_ERRORS, CUSTOMER_401, FIELD_ERRORS, _anchored, _common, _customer_security, _error,
                     _json, _json_body, _order_number_param, _query, _retry_after)
@@ -111,6 +111,30 @@ def paths(settings):
                 },
             },
         },
+        "/notifications/consent": {"post": {
+            "tags": ["customer"], "operationId": "postConsent", "security": _customer_security(settings),
+            "summary": "what the customer chose in wx.requestSubscribeMessage: each accept is one message allowed",
+            "description": ("Each accept adds one credit for (customer, template), spent when WeChat accepts a "
+                            "message of that template; reject, ban and filter are recorded and add nothing. "
+                            "All or nothing: one unknown template id or choice refuses the whole post."),
+            "requestBody": _json_body("#/components/schemas/ConsentRequest", "the choices"),
+            "responses": {
+                "200": _json("recorded: the customer's consents now", {"$ref": "#/components/schemas/Consents"}),
+                "400": _error("the body, a choice or a template id is not acceptable",
+                              BODY_ERRORS + ["missing_field", "invalid_consent", "unknown_template"]),
+                "401": _error("not logged in", CUSTOMER_401),
+                **_common(limit, body=True),
+            },
+        }},
+        "/notifications": {"get": {
+            "tags": ["customer"], "operationId": "getConsents", "security": _customer_security(settings),
+            "summary": "the messages we send (one template each) and how many the customer has allowed",
+            "responses": {
+                "200": _json("one entry per configured kind", {"$ref": "#/components/schemas/Consents"}),
+                "401": _error("not logged in", CUSTOMER_401),
+                **_common(limit),
+            },
+        }},
         "/orders/{orderNumber}": {"get": {
             "tags": ["customer"], "operationId": "getOrder", "security": _customer_security(settings),
             "summary": "one of the caller's orders (another customer's is a 404)",

@@ -5,6 +5,7 @@ import re
 
 from ...clients.wechat import REFUND_NOTICE_FIELDS
 from ...fulfil.state import PaymentStatus, RechargeStatus
+from ...notify import consent, fields
 from ... import validators
 from ...shop import catalog, phones
 from ...shop.pricing import MAX_TOTAL_FEE
@@ -332,5 +333,31 @@ def _schemas():
             "type": "object", "required": ["errcode", "errmsg"],
             "description": "errcode 0: recorded (also when rejected); 1: WeChat should retry",
             "properties": {"errcode": {"type": "integer", "enum": [0, 1]}, "errmsg": {"type": "string"}},
+        },
+        "ConsentRequest": {
+            "type": "object", "required": ["results"],
+            "description": "What wx.requestSubscribeMessage's success callback gave, its errMsg left out. "
+                           "Other keys are ignored.",
+            "properties": {"results": {
+                "type": "object", "minProperties": 1, "maxProperties": consent.MAX_TEMPLATES,
+                "description": "templateId (one of GET /notifications' templates; another is a 400 "
+                               "unknown_template) -> the customer's choice: each accept allows one "
+                               "message of that template",
+                "additionalProperties": {"type": "string", "enum": list(consent.CHOICES)},
+                "example": {"tmplRecharged000000000000000000000000000001": "accept"},
+            }},
+        },
+        "Consents": {
+            "type": "object", "required": ["templates"],
+            "properties": {"templates": {"type": "array", "items": {
+                "type": "object", "required": ["kind", "templateId", "credits", "lastChoice", "chosenAt"],
+                "properties": {
+                    "kind": {"type": "string", "enum": list(fields.KINDS)},
+                    "templateId": {"type": "string", "description": "what wx.requestSubscribeMessage asks for"},
+                    "credits": {"type": "integer", "minimum": 0, "maximum": consent.MAX_CREDITS,
+                                "description": "messages of this kind the customer has allowed and not yet had"},
+                    "lastChoice": {"type": "string", "enum": list(consent.CHOICES), "nullable": True},
+                    "chosenAt": nullable_ts,
+                }}}},
         },
     }

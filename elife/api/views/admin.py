@@ -41,9 +41,24 @@ def order_detail(detail):
                           for c in detail["calls"]],
         "events": [{"id": e.id, "at": iso(e.created_at), "event": e.event, "actor": e.actor, "note": e.note}
                    for e in detail["events"]],
+        "messages": [message(m) for m in detail["messages"]],
         "receipt": receipt(o),
         "actions": {shown: detail[key] for shown, key in ACTIONS},
     }
+
+
+def message(m):
+    """One subscribe message of the order (a notifications row) and its fate."""
+    return {"kind": m["kind"], "status": m["status"], "templateId": m["template_id"], "attempts": m["attempts"],
+            "lastError": m["last_error"], "createdAt": iso(m["created_at"]), "sentAt": iso(m["sent_at"]),
+            "nextAttemptAt": iso(m["next_attempt_at"]), "data": _data(m["data"])}
+
+
+def _data(text):
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
 
 
 def _plain(value):
